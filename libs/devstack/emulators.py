@@ -1,0 +1,60 @@
+"""One process hosting every platform emulator, each on its own port (so request paths are exactly
+the platform's), for `make run`'s sandbox mode and the end-to-end tests."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from libs.kommo.emulator import create_amojo_emulator
+from libs.logs import configure_logging
+from libs.messengers.telegram.emulator import create_telegram_emulator
+
+log = logging.getLogger(__name__)
+
+
+async def serve_all(apps: dict[str, tuple[ASGIApp, int]]) -> None:
+    servers = []
+    for name, (app, port) in apps.items():
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off")
+        server = uvicorn.Server(config)
+        servers.append((name, server, asyncio.create_task(server.serve())))
+    for name, server, task in servers:
+        while not server.started:
+            if task.done():
+                await task
+                raise RuntimeError(f"{name} emulator did not start")
+            await asyncio.sleep(0.02)
+    log.info("ready", extra={"emulators": json.dumps({name: port for name, (_, port) in apps.items()})})
+    await asyncio.gather(*(task for _, _, task in servers))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Serve the Kommo and Telegram emulators.")
+    parser.add_argument("--kommo-port", type=int, required=True)
+    parser.add_argument("--telegram-port", type=int, required=True)
+    parser.add_argument("--channel-id", required=True)
+    parser.add_argument("--channel-secret-file", required=True, help="file holding the chat channel secret")
+    parser.add_argument("--channel-code", default="amo.ext.sandbox")
+    parser.add_argument("--hook-url", required=True, help="the channel webhook URL, with :scope_id")
+    parser.add_argument("--telegram-limits", choices=["on", "off"], default="on")
+    args = parser.parse_args()
+    configure_logging("emulators")
+
+    with open(args.channel_secret_file) as handle:
+        channel_secret = handle.read().strip()
+    amojo_app, amojo = create_amojo_emulator()
+    amojo.register_channel(args.channel_id, channel_secret, args.hook_url, code=args.channel_code)
+    telegram_app, telegram = create_telegram_emulator()
+    if args.telegram_limits == "off":
+        telegram.limits.enabled = False
+    asyncio.run(serve_all({"kommo": (amojo_app, args.kommo_port), "telegram": (telegram_app, args.telegram_port)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""The gateway process: every inbound HTTP request of the bridge."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import uvicorn
+from kommo_bridge.auth.v1 import auth_pb2_grpc
+from nats.aio.client import Client as NATS
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from libs.bus import Publisher, connect, ensure_streams
+from libs.config import Settings
+from libs.db import create_engine
+from libs.rpc import open_channel
+from services.gateway.credentials import GatewayCredentials
+from services.gateway.spool import HookSpool
+from services.gateway.webhooks import Webhooks
+
+log = logging.getLogger(__name__)
+
+
+def create_app(webhooks: Webhooks, nc: NATS, spool: HookSpool) -> Starlette:
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def readyz(request: Request) -> Response:
+        ready = nc.is_connected
+        body = {"ok": ready, "nats": "connected" if ready else "disconnected", "spool_pending": spool.pending}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/webhooks/kommo/{scope_id}", webhooks.kommo, methods=["POST"]),
+            Route("/webhooks/{platform}/{connection_id}", webhooks.messenger, methods=["POST"]),
+        ]
+    )
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    settings.require("database_url", "nats_url", "service_token")
+    engine = create_engine(settings.database_url, pool_size=5)
+    nc = await connect(settings.nats_servers, "gateway")
+    js = nc.jetstream()
+    await ensure_streams(js, settings.stream_replicas)
+    publisher = Publisher(js, settings.partitions)
+    spool = HookSpool(engine, publisher)
+    auth_channel = open_channel(settings.auth_grpc_addr, settings.service_token.get_secret_value())
+    credentials = GatewayCredentials(auth_pb2_grpc.AuthServiceStub(auth_channel))
+    app = create_app(Webhooks(credentials, publisher, spool, nc), nc, spool)
+
+    config = uvicorn.Config(
+        app,
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    spool.start()
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            await serving  # surfaces the bind error
+            return
+        await asyncio.sleep(0.02)
+    log.info("ready", extra={"host": settings.gateway_host, "port": settings.gateway_port})
+    await stop.wait()
+    server.should_exit = True
+    await serving
+    await spool.stop()
+    await auth_channel.close()
+    await nc.drain()
+    await engine.dispose()

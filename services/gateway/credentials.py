@@ -1,0 +1,60 @@
+"""Secrets the gateway needs to verify webhooks, fetched from the auth service and cached.
+
+Kommo sends each chat hook once, so the channel credentials are kept after the first fetch and
+refreshed in place: a short auth outage must not make the gateway unable to verify a hook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from kommo_bridge.auth.v1 import auth_pb2, auth_pb2_grpc
+
+from libs.errors import NotFoundError, RetryableError
+from libs.rpc import call
+from libs.runtime import TtlCache
+from libs.secret_names import MESSENGER_WEBHOOK_SECRET
+
+WEBHOOK_SECRET_TTL_S = 60.0
+INSTALLATION_TTL_S = 300.0
+CHANNEL_REFRESH_S = 300.0
+
+
+class GatewayCredentials:
+    def __init__(self, auth: auth_pb2_grpc.AuthServiceStub) -> None:
+        self._auth = auth
+        self._webhook_secrets: TtlCache[str, str] = TtlCache(WEBHOOK_SECRET_TTL_S, self._load_webhook_secret)
+        self._installations: TtlCache[str, auth_pb2.Installation] = TtlCache(
+            INSTALLATION_TTL_S, self._load_installation
+        )
+        self._channel: auth_pb2.ChannelCredentials | None = None
+        self._channel_fetched_at = 0.0
+
+    async def _load_webhook_secret(self, connection_id: str) -> str:
+        request = auth_pb2.GetSecretRequest(owner=connection_id, kind=MESSENGER_WEBHOOK_SECRET)
+        return (await call(self._auth.GetSecret, request)).value
+
+    async def _load_installation(self, scope_id: str) -> auth_pb2.Installation:
+        return await call(self._auth.GetInstallation, auth_pb2.GetInstallationRequest(scope_id=scope_id))
+
+    async def webhook_secret(self, connection_id: str) -> str:
+        """The connection's webhook secret; NotFoundError for a connection we do not have."""
+        return await self._webhook_secrets.get(connection_id)
+
+    async def channel(self) -> auth_pb2.ChannelCredentials:
+        now = asyncio.get_running_loop().time()
+        if self._channel is None or now - self._channel_fetched_at > CHANNEL_REFRESH_S:
+            try:
+                self._channel = await call(self._auth.GetChannelCredentials, auth_pb2.GetChannelCredentialsRequest())
+                self._channel_fetched_at = now
+            except RetryableError:
+                if self._channel is None:
+                    raise
+        return self._channel
+
+    async def check_scope(self, scope_id: str) -> None:
+        """NotFoundError unless `scope_id` is our channel connected to a known account."""
+        channel = await self.channel()
+        if not scope_id.startswith(channel.channel_id + "_"):
+            raise NotFoundError("scope does not belong to this channel")
+        await self._installations.get(scope_id)

@@ -1,0 +1,107 @@
+"""Inbound webhooks: verify first, then publish, and answer only once the event is durable.
+
+Nothing is published for a request that fails verification or parsing; the error tree decides the
+HTTP status (`libs.errors.http_status`), and the body says what was wrong without echoing secrets.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from nats.aio.client import Client as NATS
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from libs.bus import Publisher, Stream
+from libs.errors import AuthError, BadRequestError, BridgeError, MissingCredentialError, RetryableError, http_status
+from libs.kommo.hooks import parse_chat_hook
+from libs.kommo.signing import verify_hook_signature
+from libs.messengers.registry import adapter_named
+from services.gateway.credentials import GatewayCredentials
+from services.gateway.spool import HookSpool
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+# Kommo allows 5 s for the whole hook; the spool fallback needs part of that.
+KOMMO_PUBLISH_TIMEOUT_S = 1.5
+
+
+def error_response(error: BridgeError) -> JSONResponse:
+    return JSONResponse({"ok": False, "error": str(error)}, status_code=http_status(error))
+
+
+async def read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise BadRequestError("body too large")
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise BadRequestError("body too large")
+    return body
+
+
+class Webhooks:
+    def __init__(self, credentials: GatewayCredentials, publisher: Publisher, spool: HookSpool, nc: NATS) -> None:
+        self._credentials = credentials
+        self._publisher = publisher
+        self._spool = spool
+        self._nc = nc
+
+    async def messenger(self, request: Request) -> Response:
+        """POST /webhooks/{platform}/{connection_id}: a messenger platform delivers an update."""
+        connection_id = request.path_params["connection_id"]
+        try:
+            adapter = adapter_named(request.path_params["platform"])
+            body = await read_body(request)
+            secret = await self._credentials.webhook_secret(connection_id)
+            adapter.verify_webhook(request.headers, body, secret)
+            event = adapter.parse_webhook(body, connection_id)
+            if event is None:
+                return JSONResponse({"ok": True, "ignored": True})
+            # Platforms retry until they get a 2xx, so a bus failure answers 503 and nothing is lost.
+            await self._publisher.publish(Stream.INBOUND, f"{connection_id}:{event.chat_id}", event, event.event_id)
+        except BridgeError as exc:
+            self._log_refusal("messenger webhook refused", exc, connection_id=connection_id)
+            return error_response(exc)
+        return JSONResponse({"ok": True})
+
+    async def kommo(self, request: Request) -> Response:
+        """POST /webhooks/kommo/{scope_id}: a manager's message from Kommo, sent once and never retried."""
+        scope_id = request.path_params["scope_id"]
+        try:
+            body = await read_body(request)
+            channel = await self._credentials.channel()
+            signature = request.headers.get("x-signature", "")
+            if not signature:
+                raise MissingCredentialError("missing X-Signature")
+            if not verify_hook_signature(channel.channel_secret, body, signature):
+                raise AuthError("X-Signature does not match the body")
+            await self._credentials.check_scope(scope_id)
+            event = parse_chat_hook(body, scope_id)
+            if event is None:
+                return JSONResponse({"ok": True, "ignored": True})
+            key = event.conversation_id or event.kommo_chat_id
+            msg_id = f"kommo-hook:{event.kommo_message_id}"
+            payload = event.SerializeToString()
+            await self._publish_or_spool(key, msg_id, payload)
+        except BridgeError as exc:
+            self._log_refusal("kommo hook refused", exc, scope_id=scope_id)
+            return error_response(exc)
+        return JSONResponse({"ok": True})
+
+    async def _publish_or_spool(self, key: str, msg_id: str, payload: bytes) -> None:
+        if not self._spool.pending and self._nc.is_connected:
+            try:
+                await self._publisher.publish(
+                    Stream.OUTBOUND, key, payload, msg_id, ack_timeout=KOMMO_PUBLISH_TIMEOUT_S
+                )
+                return
+            except RetryableError:
+                pass
+        await self._spool.put(Stream.OUTBOUND, key, msg_id, payload)
+
+    @staticmethod
+    def _log_refusal(message: str, exc: BridgeError, **context: str) -> None:
+        level = logging.WARNING if isinstance(exc, RetryableError) else logging.INFO
+        log.log(level, message, extra={**context, "error_type": type(exc).__name__, "detail": str(exc)})

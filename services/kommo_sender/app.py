@@ -1,0 +1,73 @@
+"""The kommo_sender process: every call to Kommo's chat API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+from kommo_bridge.auth.v1 import auth_pb2, auth_pb2_grpc
+
+from libs.bus import Consumer, Stream, connect, ensure_streams
+from libs.config import Settings
+from libs.db import create_engine
+from libs.errors import RetryableError
+from libs.kommo.client import AmojoClient
+from libs.rpc import call, open_channel
+from services.kommo_sender.deliveries import KommoDeliverer
+from services.kommo_sender.statuses import StatusReporter
+
+log = logging.getLogger(__name__)
+
+
+async def fetch_channel_credentials(
+    auth: auth_pb2_grpc.AuthServiceStub, stop: asyncio.Event
+) -> auth_pb2.ChannelCredentials:
+    """Wait for the auth service: nothing can be signed without the channel secret."""
+    delay = 0.2
+    while True:
+        try:
+            return await call(auth.GetChannelCredentials, auth_pb2.GetChannelCredentialsRequest())
+        except RetryableError:
+            if stop.is_set():
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    settings.require("database_url", "nats_url", "service_token")
+    engine = create_engine(settings.database_url)
+    nc = await connect(settings.nats_servers, "kommo_sender")
+    js = nc.jetstream()
+    await ensure_streams(js, settings.stream_replicas)
+    auth_channel = open_channel(settings.auth_grpc_addr, settings.service_token.get_secret_value())
+    credentials = await fetch_channel_credentials(auth_pb2_grpc.AuthServiceStub(auth_channel), stop)
+
+    async with httpx.AsyncClient(timeout=settings.http_timeout_s) as http:
+        amojo = AmojoClient(settings.kommo_amojo_url, credentials.channel_id, credentials.channel_secret, http)
+        consumers = [
+            Consumer(
+                js,
+                consumer="kommo_sender",
+                stream=Stream.KOMMO_COMMANDS,
+                partitions=settings.partitions,
+                handler=KommoDeliverer(engine, amojo).handle,
+            ),
+            Consumer(
+                js,
+                consumer="kommo_sender",
+                stream=Stream.REPORTS,
+                partitions=settings.partitions,
+                handler=StatusReporter(engine, amojo).handle,
+            ),
+        ]
+        for consumer in consumers:
+            await consumer.start()
+        log.info("ready", extra={"partitions": settings.partitions})
+        await stop.wait()
+        for consumer in consumers:
+            await consumer.stop()
+    await auth_channel.close()
+    await nc.drain()
+    await engine.dispose()

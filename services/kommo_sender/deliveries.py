@@ -1,0 +1,80 @@
+"""Client messages into Kommo, each exactly once.
+
+amojo's `msgid` is our message id, and a row in `kommo_deliveries` records every message amojo
+accepted; a redelivered command finds the row and does nothing. A crash between amojo's answer and
+the commit resends the same msgid, which amojo does not turn into a second message.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from kommo_bridge.events.v1 import events_pb2
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from libs.bus import Delivery
+from libs.db.schema import kommo_deliveries
+from libs.kommo.client import AmojoClient
+from libs.kommo.payloads import NewMessage, Participant, content_to_message_body
+
+log = logging.getLogger(__name__)
+
+
+def participant_for(command: events_pb2.DeliverToKommo) -> Participant:
+    profile = command.sender
+    return Participant(
+        id=command.sender_id,
+        name=profile.name or profile.username or profile.phone or "Client",
+        profile_link=profile.profile_link,
+        phone=profile.phone,
+        email=profile.email,
+    )
+
+
+class KommoDeliverer:
+    def __init__(self, engine: AsyncEngine, amojo: AmojoClient) -> None:
+        self._engine = engine
+        self._amojo = amojo
+
+    async def _already_delivered(self, msgid: str) -> bool:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(select(kommo_deliveries.c.msgid).where(kommo_deliveries.c.msgid == msgid))
+            ).first()
+        return row is not None
+
+    async def handle(self, delivery: Delivery) -> None:
+        command = delivery.decode(events_pb2.DeliverToKommo)
+        if await self._already_delivered(command.msgid):
+            log.info("already in kommo", extra={"message_id": command.msgid})
+            return
+        message = NewMessage(
+            msgid=command.msgid,
+            conversation_id=command.conversation_id,
+            sender=participant_for(command),
+            message=content_to_message_body(command.content),
+            timestamp_ms=command.sent_at_ms,
+            source_external_id=command.source_external_id,
+        )
+        sent = await self._amojo.send_message(command.scope_id, message)
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                insert(kommo_deliveries)
+                .values(
+                    msgid=command.msgid,
+                    scope_id=command.scope_id,
+                    kommo_msgid=sent.kommo_msgid,
+                    kommo_chat_id=sent.conversation_id,
+                )
+                .on_conflict_do_nothing()
+            )
+        log.info(
+            "delivered to kommo",
+            extra={
+                "message_id": command.msgid,
+                "conversation_id": command.conversation_id,
+                "kommo_message_id": sent.kommo_msgid,
+            },
+        )

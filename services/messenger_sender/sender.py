@@ -1,0 +1,111 @@
+"""Manager messages out to the messengers, each at most once, with its outcome reported to Kommo.
+
+A message already in `messenger_deliveries` is never sent again; its report is re-published instead
+(harmless: reports are deduplicated and only move forward). The platform call and the record are
+adjacent, so only a crash between the two could repeat a send.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import httpx
+from kommo_bridge.auth.v1 import auth_pb2, auth_pb2_grpc
+from kommo_bridge.events.v1 import events_pb2
+
+from libs.bus import Delivery, Publisher, Stream
+from libs.bus.consumer import DEFAULT_MAX_DELIVER
+from libs.config import Settings
+from libs.errors import CredentialRejectedError, PermanentError, RecipientUnavailableError, RetryableError
+from libs.messengers.registry import adapter_for
+from libs.rpc import call
+from libs.runtime import TtlCache
+from libs.secret_names import MESSENGER_TOKEN
+from services.messenger_sender.outcomes import Outcome, OutcomeStore
+
+log = logging.getLogger(__name__)
+
+KOMMO_USER_GONE = 901
+KOMMO_INTERNAL_ERROR = 903
+KOMMO_OTHER_ERROR = 905
+TOKEN_CACHE_TTL_S = 60.0
+
+
+class MessengerSender:
+    def __init__(
+        self,
+        settings: Settings,
+        outcomes: OutcomeStore,
+        auth: auth_pb2_grpc.AuthServiceStub,
+        publisher: Publisher,
+        http: httpx.AsyncClient,
+    ) -> None:
+        self._settings = settings
+        self._outcomes = outcomes
+        self._publisher = publisher
+        self._http = http
+        self._auth = auth
+        self._tokens: TtlCache[str, str] = TtlCache(TOKEN_CACHE_TTL_S, self._load_token)
+
+    async def _load_token(self, connection_id: str) -> str:
+        response = await call(
+            self._auth.GetSecret, auth_pb2.GetSecretRequest(owner=connection_id, kind=MESSENGER_TOKEN)
+        )
+        return response.value
+
+    async def handle(self, delivery: Delivery) -> None:
+        command = delivery.decode(events_pb2.DeliverToMessenger)
+        previous = await self._outcomes.find(command.kommo_message_id)
+        if previous is not None:
+            await self._report(command, previous)
+            return
+        outcome = await self._send(command, delivery.attempt)
+        await self._outcomes.save(outcome)
+        await self._report(command, outcome)
+
+    async def _send(self, command: events_pb2.DeliverToMessenger, attempt: int) -> Outcome:
+        adapter = adapter_for(command.platform)
+        token = await self._tokens.get(command.connection_id)
+        base = Outcome(command.kommo_message_id, command.connection_id, "sent")
+        try:
+            platform_id = await adapter.send(
+                self._http, adapter.api_base_url(self._settings), token, command.chat_id, command.content
+            )
+        except RecipientUnavailableError as exc:
+            return _failed(base, KOMMO_USER_GONE, f"The client cannot receive messages: {exc}")
+        except CredentialRejectedError:
+            self._tokens.invalidate(command.connection_id)
+            raise
+        except PermanentError as exc:
+            return _failed(base, KOMMO_OTHER_ERROR, f"{adapter.name} refused the message: {exc}")
+        except RetryableError as exc:
+            if attempt >= DEFAULT_MAX_DELIVER:
+                return _failed(base, KOMMO_INTERNAL_ERROR, f"{adapter.name} did not accept the message: {exc}")
+            raise
+        log.info(
+            "sent to messenger",
+            extra={"kommo_message_id": command.kommo_message_id, "conversation_id": command.conversation_id},
+        )
+        return Outcome(command.kommo_message_id, command.connection_id, "sent", platform_message_id=platform_id)
+
+    async def _report(self, command: events_pb2.DeliverToMessenger, outcome: Outcome) -> None:
+        # A bot API accepting a message is the best "delivered" some platforms (Telegram) ever give.
+        state = events_pb2.DELIVERY_STATE_DELIVERED if outcome.outcome == "sent" else events_pb2.DELIVERY_STATE_FAILED
+        report = events_pb2.DeliveryReport(
+            kommo_message_id=command.kommo_message_id,
+            scope_id=command.scope_id,
+            state=state,
+            error_code=outcome.error_code,
+            error_text=outcome.error_text,
+            platform_message_id=outcome.platform_message_id,
+            occurred_at_ms=int(time.time() * 1000),
+        )
+        await self._publisher.publish(
+            Stream.REPORTS, command.kommo_message_id, report, f"report:{command.kommo_message_id}:{state}"
+        )
+
+
+def _failed(base: Outcome, code: int, text: str) -> Outcome:
+    log.warning("messenger refused message", extra={"kommo_message_id": base.kommo_message_id, "error_code": code})
+    return Outcome(base.kommo_message_id, base.connection_id, "failed", error_code=code, error_text=text[:500])

@@ -1,0 +1,4 @@
+from libs.runtime import run_service
+from services.router.app import serve
+
+run_service("router", serve)

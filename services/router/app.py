@@ -1,0 +1,67 @@
+"""The router process: two consumers (inbound, outbound) and the RouterService."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+from kommo_bridge.auth.v1 import auth_pb2_grpc
+from kommo_bridge.router.v1 import router_pb2, router_pb2_grpc
+
+from libs.bus import Consumer, Publisher, Stream, connect, ensure_streams
+from libs.config import Settings
+from libs.db import create_engine
+from libs.rpc import GrpcServer, open_channel
+from libs.runtime import TtlCache
+from services.router.channels import ChannelConnector
+from services.router.connections import ConnectionStore
+from services.router.conversations import ConversationStore
+from services.router.inbound import InboundRouter
+from services.router.outbound import OutboundRouter
+from services.router.servicer import RouterServicer
+
+log = logging.getLogger(__name__)
+
+CONNECTION_CACHE_TTL_S = 5.0
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    settings.require("database_url", "nats_url", "service_token")
+    token = settings.service_token.get_secret_value()
+    engine = create_engine(settings.database_url)
+    nc = await connect(settings.nats_servers, "router")
+    js = nc.jetstream()
+    await ensure_streams(js, settings.stream_replicas)
+    publisher = Publisher(js, settings.partitions)
+
+    connection_store = ConnectionStore(engine)
+    connections = TtlCache(CONNECTION_CACHE_TTL_S, connection_store.get)
+    conversations = ConversationStore(engine)
+    inbound = InboundRouter(connections, conversations, publisher)
+    outbound = OutboundRouter(connections, conversations, publisher)
+    consumers = [
+        Consumer(js, consumer="router", stream=Stream.INBOUND, partitions=settings.partitions, handler=inbound.handle),
+        Consumer(
+            js, consumer="router", stream=Stream.OUTBOUND, partitions=settings.partitions, handler=outbound.handle
+        ),
+    ]
+
+    auth_channel = open_channel(settings.auth_grpc_addr, token)
+    async with httpx.AsyncClient(timeout=settings.http_timeout_s) as http:
+        connector = ChannelConnector(settings, connection_store, auth_pb2_grpc.AuthServiceStub(auth_channel), http)
+        server = GrpcServer(token, [router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name])
+        router_pb2_grpc.add_RouterServiceServicer_to_server(
+            RouterServicer(connection_store, connector, settings.public_url), server.server
+        )
+        port = await server.start(settings.router_grpc_addr)
+        for consumer in consumers:
+            await consumer.start()
+        log.info("ready", extra={"port": port, "partitions": settings.partitions})
+        await stop.wait()
+        await server.stop()
+        for consumer in consumers:
+            await consumer.stop()
+    await auth_channel.close()
+    await nc.drain()
+    await engine.dispose()

@@ -1,0 +1,119 @@
+"""Messenger channels connected to Kommo accounts (the router owns this table)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from libs.db.schema import connections, conversations, messages
+from libs.errors import NotFoundError
+
+
+@dataclass(frozen=True)
+class ConnectionRecord:
+    id: str
+    account_id: str
+    scope_id: str
+    platform: str
+    external_id: str
+    display_name: str
+    source_external_id: str
+    state: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ConnectionStats:
+    conversations: int
+    last_message_at: datetime | None
+
+
+_COLUMNS = [connections.c[name] for name in ConnectionRecord.__dataclass_fields__]
+
+
+def _record(row: Any) -> ConnectionRecord:
+    return ConnectionRecord(**{name: getattr(row, name) for name in ConnectionRecord.__dataclass_fields__})
+
+
+class ConnectionStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def upsert(
+        self,
+        *,
+        account_id: str,
+        scope_id: str,
+        platform: str,
+        external_id: str,
+        display_name: str,
+        source_external_id: str,
+    ) -> ConnectionRecord:
+        """Connecting the same bot again keeps its id (so its webhook URL) and re-activates it."""
+        statement = (
+            insert(connections)
+            .values(
+                id=str(uuid.uuid4()),
+                account_id=account_id,
+                scope_id=scope_id,
+                platform=platform,
+                external_id=external_id,
+                display_name=display_name,
+                source_external_id=source_external_id,
+                state="active",
+            )
+            .on_conflict_do_update(
+                constraint="uq_connections_platform_external",
+                set_={
+                    "account_id": account_id,
+                    "scope_id": scope_id,
+                    "display_name": display_name,
+                    "source_external_id": source_external_id,
+                    "state": "active",
+                },
+            )
+            .returning(*_COLUMNS)
+        )
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(statement)).one()
+        return _record(row)
+
+    async def get(self, connection_id: str) -> ConnectionRecord:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(*_COLUMNS).where(connections.c.id == connection_id))).first()
+        if row is None:
+            raise NotFoundError(f"no connection {connection_id}")
+        return _record(row)
+
+    async def list(self, account_id: str = "") -> list[ConnectionRecord]:
+        query = select(*_COLUMNS).order_by(connections.c.created_at)
+        if account_id:
+            query = query.where(connections.c.account_id == account_id)
+        async with self._engine.connect() as conn:
+            return [_record(row) for row in (await conn.execute(query)).all()]
+
+    async def set_state(self, connection_id: str, state: str) -> ConnectionRecord:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(connections).where(connections.c.id == connection_id).values(state=state)
+            )
+        if not result.rowcount:
+            raise NotFoundError(f"no connection {connection_id}")
+        return await self.get(connection_id)
+
+    async def stats(self, connection_id: str) -> ConnectionStats:
+        query = select(func.count(conversations.c.id), func.max(conversations.c.last_message_at)).where(
+            conversations.c.connection_id == connection_id
+        )
+        async with self._engine.connect() as conn:
+            count, last = (await conn.execute(query)).one()
+        return ConnectionStats(int(count or 0), last)
+
+
+__all__ = ["ConnectionRecord", "ConnectionStats", "ConnectionStore", "messages"]

@@ -1,0 +1,71 @@
+"""RouterService over gRPC: connections for bridgectl and the settings window."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from kommo_bridge.router.v1 import router_pb2, router_pb2_grpc
+
+from libs.messengers.registry import adapter_named
+from libs.rpc import rpc_errors
+from services.router.channels import ChannelConnector, webhook_url
+from services.router.connections import ConnectionRecord, ConnectionStore
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+_STATES = {
+    "active": router_pb2.CONNECTION_STATE_ACTIVE,
+    "disconnected": router_pb2.CONNECTION_STATE_DISCONNECTED,
+}
+
+
+class RouterServicer(router_pb2_grpc.RouterServiceServicer):
+    def __init__(self, store: ConnectionStore, connector: ChannelConnector, public_url: str) -> None:
+        self._store = store
+        self._connector = connector
+        self._public_url = public_url
+
+    async def _to_pb(self, record: ConnectionRecord) -> router_pb2.Connection:
+        stats = await self._store.stats(record.id)
+        adapter = adapter_named(record.platform)
+        return router_pb2.Connection(
+            connection_id=record.id,
+            account_id=record.account_id,
+            scope_id=record.scope_id,
+            platform=adapter.platform,
+            external_id=record.external_id,
+            display_name=record.display_name,
+            source_external_id=record.source_external_id,
+            state=_STATES.get(record.state, router_pb2.CONNECTION_STATE_UNSPECIFIED),
+            webhook_url=webhook_url(self._public_url, adapter.name, record.id),
+            created_at_ms=int(record.created_at.timestamp() * 1000),
+            conversations=stats.conversations,
+            last_message_at_ms=int(stats.last_message_at.timestamp() * 1000) if stats.last_message_at else 0,
+        )
+
+    @rpc_errors
+    async def ConnectChannel(
+        self, request: router_pb2.ConnectChannelRequest, context: Context
+    ) -> router_pb2.Connection:
+        record = await self._connector.connect(
+            request.account_id, request.platform, request.token, request.source_external_id
+        )
+        return await self._to_pb(record)
+
+    @rpc_errors
+    async def DisconnectChannel(
+        self, request: router_pb2.DisconnectChannelRequest, context: Context
+    ) -> router_pb2.Connection:
+        return await self._to_pb(await self._store.set_state(request.connection_id, "disconnected"))
+
+    @rpc_errors
+    async def GetConnection(self, request: router_pb2.GetConnectionRequest, context: Context) -> router_pb2.Connection:
+        return await self._to_pb(await self._store.get(request.connection_id))
+
+    @rpc_errors
+    async def ListConnections(
+        self, request: router_pb2.ListConnectionsRequest, context: Context
+    ) -> router_pb2.ListConnectionsResponse:
+        records = await self._store.list(request.account_id)
+        return router_pb2.ListConnectionsResponse(connections=[await self._to_pb(record) for record in records])

@@ -1,0 +1,72 @@
+"""Real infrastructure for every test: PostgreSQL and NATS JetStream, embedded unless
+BRIDGE_DATABASE_URL / BRIDGE_NATS_URL point elsewhere. Each test gets its own database; tests that
+stop or restart a broker get their own nats-server."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import nats
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from libs.bus.topology import Stream
+from libs.db import upgrade
+from libs.devstack.embedded import EmbeddedNats, EmbeddedPostgres
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    external = os.environ.get("BRIDGE_DATABASE_URL")
+    if external:
+        yield external
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres"))
+    yield server.database_url("postgres")
+    server.stop()
+
+
+@pytest.fixture
+def database_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh, migrated database for this test alone."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    admin = make_url(postgres_admin_url)
+    admin_dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = admin.set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    yield url
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def embedded_nats(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    """A nats-server of this test's own, which the test may stop and start again."""
+    server = EmbeddedNats(tmp_path / "nats")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def nats_url(embedded_nats: EmbeddedNats) -> AsyncIterator[str]:
+    """NATS for a test that does not touch the broker itself: the external one when configured
+    (with this project's streams emptied first), otherwise the test's own."""
+    external = os.environ.get("BRIDGE_NATS_URL")
+    if not external:
+        yield embedded_nats.url
+        return
+    nc = await nats.connect(external)
+    js = nc.jetstream()
+    for stream in Stream:
+        try:
+            await js.delete_stream(stream.stream_name)
+        except nats.js.errors.NotFoundError:
+            pass
+    await nc.close()
+    yield external
