@@ -4,6 +4,7 @@ stop or restart a broker get their own nats-server."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -64,9 +65,7 @@ async def nats_url(embedded_nats: EmbeddedNats) -> AsyncIterator[str]:
     nc = await nats.connect(external)
     js = nc.jetstream()
     for stream in Stream:
-        try:
+        with contextlib.suppress(nats.js.errors.NotFoundError):
             await js.delete_stream(stream.stream_name)
-        except nats.js.errors.NotFoundError:
-            pass
     await nc.close()
     yield external

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +65,7 @@ async def accounts_connect(target: Target, args: argparse.Namespace) -> None:
     channel = open_channel(target.auth_addr, target.token)
     auth = auth_pb2_grpc.AuthServiceStub(channel)
     item = await call(auth.ConnectAccount, auth_pb2.ConnectAccountRequest(account_id=args.account_id, title=args.title))
-    await channel.close()
+    await channel.close(None)
     print(f"connected Kommo account {item.account_id} (scope {item.scope_id})")
 
 
@@ -73,7 +73,7 @@ async def accounts_list(target: Target, args: argparse.Namespace) -> None:
     channel = open_channel(target.auth_addr, target.token)
     auth = auth_pb2_grpc.AuthServiceStub(channel)
     response = await call(auth.ListInstallations, auth_pb2.ListInstallationsRequest())
-    await channel.close()
+    await channel.close(None)
     rows = [(i.account_id, i.title, i.state, _when(i.connected_at_ms)) for i in response.installations]
     print_table(["account", "title", "state", "connected"], rows)
 
@@ -91,7 +91,7 @@ async def connections_connect(target: Target, args: argparse.Namespace) -> None:
         account_id=args.account, platform=adapter.platform, token=token, source_external_id=args.source or ""
     )
     connection = await call(router.ConnectChannel, request, deadline_s=30)
-    await channel.close()
+    await channel.close(None)
     print(f"connected {connection.display_name} ({args.platform}) as {connection.connection_id}")
     print(f"  webhook: {connection.webhook_url}\n  source:  {connection.source_external_id}")
 
@@ -100,7 +100,7 @@ async def connections_list(target: Target, args: argparse.Namespace) -> None:
     channel = open_channel(target.router_addr, target.token)
     router = router_pb2_grpc.RouterServiceStub(channel)
     response = await call(router.ListConnections, router_pb2.ListConnectionsRequest(account_id=args.account or ""))
-    await channel.close()
+    await channel.close(None)
     rows = [
         (
             c.connection_id,
@@ -120,7 +120,7 @@ async def connections_disconnect(target: Target, args: argparse.Namespace) -> No
     channel = open_channel(target.router_addr, target.token)
     router = router_pb2_grpc.RouterServiceStub(channel)
     await call(router.DisconnectChannel, router_pb2.DisconnectChannelRequest(connection_id=args.connection_id))
-    await channel.close()
+    await channel.close(None)
     print(f"disconnected {args.connection_id}")
 
 
@@ -165,7 +165,9 @@ async def sandbox_manager(target: Target, args: argparse.Namespace) -> None:
             json={"scope_id": sandbox["scope_id"], "conversation_id": conversation_id, "text": args.text},
         )
     response.raise_for_status()
-    print(f"manager answered in Kommo chat {conversation_id}: {response.json().get('status')}")
+    print(
+        f"manager answered in Kommo chat {conversation_id}; gateway answered {response.json()['hook']['status_code']}"
+    )
 
 
 async def sandbox_show(target: Target, args: argparse.Namespace) -> None:
@@ -182,8 +184,8 @@ async def sandbox_show(target: Target, args: argparse.Namespace) -> None:
         text = payload.get("message", {}).get("text", "")
         print(f"  {sender}: {text}")
     print(f"Telegram (what @{sandbox['bot_username']} sent to clients):")
-    for item in sent.get("sent", sent.get("messages", []))[-args.last :]:
-        print(f"  to {item.get('chat', {}).get('id', item.get('chat_id', '?'))}: {item.get('text', '')}")
+    for item in sent.get("messages", [])[-args.last :]:
+        print(f"  to {item['chat_id']}: {item['message'].get('text', '')}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -236,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    run: Callable[[Target, argparse.Namespace], Awaitable[None]] = args.run
+    run: Callable[[Target, argparse.Namespace], Coroutine[Any, Any, None]] = args.run
     try:
         asyncio.run(run(resolve_target(), args))
     except BridgeError as exc:

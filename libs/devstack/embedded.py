@@ -41,7 +41,7 @@ class EmbeddedPostgres:
         import pgserver
 
         data_dir.mkdir(parents=True, exist_ok=True)
-        self._server: Any = pgserver.get_server(data_dir, cleanup_mode="stop")
+        self._server: Any = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
         self.admin_uri: str = self._server.get_uri()
 
     def database_url(self, name: str) -> str:

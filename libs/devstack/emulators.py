@@ -14,6 +14,7 @@ from starlette.types import ASGIApp
 from libs.kommo.emulator import create_amojo_emulator
 from libs.logs import configure_logging
 from libs.messengers.telegram.emulator import create_telegram_emulator
+from libs.messengers.telegram.flood import FloodLimits
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def main() -> None:
     amojo.register_channel(args.channel_id, channel_secret, args.hook_url, code=args.channel_code)
     telegram_app, telegram = create_telegram_emulator()
     if args.telegram_limits == "off":
-        telegram.limits.enabled = False
+        telegram.flood.configure(FloodLimits(enabled=False))
     asyncio.run(serve_all({"kommo": (amojo_app, args.kommo_port), "telegram": (telegram_app, args.telegram_port)}))
 
 

@@ -182,8 +182,8 @@ class Stack:
                 deadline_s=15,
             )
         finally:
-            await auth_channel.close()
-            await router_channel.close()
+            await auth_channel.close(None)
+            await router_channel.close(None)
         channel = SandboxChannel(account_id, connection.connection_id, int(bot["id"]), bot["username"])
         self.write_sandbox_file(channel)
         return channel

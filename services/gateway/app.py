@@ -76,6 +76,6 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     server.should_exit = True
     await serving
     await spool.stop()
-    await auth_channel.close()
+    await auth_channel.close(None)
     await nc.drain()
     await engine.dispose()

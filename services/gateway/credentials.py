@@ -21,7 +21,7 @@ CHANNEL_REFRESH_S = 300.0
 
 
 class GatewayCredentials:
-    def __init__(self, auth: auth_pb2_grpc.AuthServiceStub) -> None:
+    def __init__(self, auth: auth_pb2_grpc.AuthServiceAsyncStub) -> None:
         self._auth = auth
         self._webhook_secrets: TtlCache[str, str] = TtlCache(WEBHOOK_SECRET_TTL_S, self._load_webhook_secret)
         self._installations: TtlCache[str, auth_pb2.Installation] = TtlCache(

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 async def fetch_channel_credentials(
-    auth: auth_pb2_grpc.AuthServiceStub, stop: asyncio.Event
+    auth: auth_pb2_grpc.AuthServiceAsyncStub, stop: asyncio.Event
 ) -> auth_pb2.ChannelCredentials:
     """Wait for the auth service: nothing can be signed without the channel secret."""
     delay = 0.2
@@ -68,6 +68,6 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         await stop.wait()
         for consumer in consumers:
             await consumer.stop()
-    await auth_channel.close()
+    await auth_channel.close(None)
     await nc.drain()
     await engine.dispose()

@@ -8,6 +8,7 @@ the commit resends the same msgid, which amojo does not turn into a second messa
 from __future__ import annotations
 
 import logging
+import time
 
 from kommo_bridge.events.v1 import events_pb2
 from sqlalchemy import select
@@ -55,7 +56,7 @@ class KommoDeliverer:
             conversation_id=command.conversation_id,
             sender=participant_for(command),
             message=content_to_message_body(command.content),
-            timestamp_ms=command.sent_at_ms,
+            timestamp_ms=command.sent_at_ms or int(time.time() * 1000),
             source_external_id=command.source_external_id,
         )
         sent = await self._amojo.send_message(command.scope_id, message)

@@ -33,6 +33,8 @@ KOMMO_STATUS = {
     events_pb2.DELIVERY_STATE_FAILED: -1,
 }
 KOMMO_OTHER_ERROR = 905
+# Kommo shows `error` to the manager and requires it with 905; never send an empty one.
+FALLBACK_ERROR_TEXT = "The message could not be delivered."
 
 _ADVANCE = text(
     """
@@ -82,6 +84,8 @@ class StatusReporter:
                 report.kommo_message_id,
                 KOMMO_STATUS[report.state],
                 error_code=error_code if report.state == events_pb2.DELIVERY_STATE_FAILED else 0,
-                error=report.error_text if report.state == events_pb2.DELIVERY_STATE_FAILED else "",
+                error=(report.error_text or FALLBACK_ERROR_TEXT)
+                if report.state == events_pb2.DELIVERY_STATE_FAILED
+                else "",
             )
         log.info("status posted", extra={"kommo_message_id": report.kommo_message_id, "state": report.state})

@@ -44,6 +44,6 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         log.info("ready", extra={"partitions": settings.partitions})
         await stop.wait()
         await consumer.stop()
-    await auth_channel.close()
+    await auth_channel.close(None)
     await nc.drain()
     await engine.dispose()

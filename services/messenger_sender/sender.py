@@ -37,7 +37,7 @@ class MessengerSender:
         self,
         settings: Settings,
         outcomes: OutcomeStore,
-        auth: auth_pb2_grpc.AuthServiceStub,
+        auth: auth_pb2_grpc.AuthServiceAsyncStub,
         publisher: Publisher,
         http: httpx.AsyncClient,
     ) -> None:

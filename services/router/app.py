@@ -62,6 +62,6 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         await server.stop()
         for consumer in consumers:
             await consumer.stop()
-    await auth_channel.close()
+    await auth_channel.close(None)
     await nc.drain()
     await engine.dispose()

@@ -28,7 +28,7 @@ class ChannelConnector:
         self,
         settings: Settings,
         store: ConnectionStore,
-        auth: auth_pb2_grpc.AuthServiceStub,
+        auth: auth_pb2_grpc.AuthServiceAsyncStub,
         http: httpx.AsyncClient,
     ) -> None:
         self._settings = settings

@@ -1,0 +1,87 @@
+"""The amojo emulator's own `/_emulator/…` routes, beside the shared requests/faults ones: register
+channels, inspect chats, messages, statuses, typing and hooks, and make a manager reply (a hook)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from libs.errors import BridgeError, NotFoundError
+from libs.kommo.emulator.state import AmojoState
+from libs.kommo.emulator.validation import int_field, json_object, str_field
+
+
+def amojo_control_routes(state: AmojoState) -> list[Route]:
+    """`/_emulator/…`: channels, chats, messages, statuses, typing, hooks, manager messages."""
+
+    async def channels(request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse({"channels": [c.to_json() for c in state.channels()]})
+        try:
+            data = json_object(await request.body())
+            channel = state.register_channel(
+                str_field(data, "channel_id", "", required=True),
+                str_field(data, "secret", "", required=True),
+                str_field(data, "hook_url", ""),
+                str_field(data, "code", ""),
+            )
+        except BridgeError as error:
+            return JSONResponse({"error": str(error)}, status_code=400)
+        return JSONResponse({"channel": channel.to_json()}, status_code=201)
+
+    async def connections(request: Request) -> Response:
+        return JSONResponse({"connections": [c.to_json() for c in state.connections()]})
+
+    async def chats(request: Request) -> Response:
+        scope_id = request.query_params.get("scope_id", "")
+        return JSONResponse({"chats": [c.to_json() for c in state.chats(scope_id)]})
+
+    async def messages(request: Request) -> Response:
+        conversation_id = request.query_params.get("conversation_id", "")
+        scope_id = request.query_params.get("scope_id", "")
+        return JSONResponse({"messages": [m.to_json() for m in state.messages(conversation_id, scope_id)]})
+
+    async def statuses(request: Request) -> Response:
+        msgid = request.query_params.get("msgid", "")
+        if msgid:
+            return JSONResponse({"statuses": [s.to_json() for s in state.statuses(msgid)]})
+        grouped = state.all_statuses()
+        return JSONResponse({"statuses": {k: [s.to_json() for s in v] for k, v in grouped.items()}})
+
+    async def typing(request: Request) -> Response:
+        return JSONResponse({"typing": [t.to_json() for t in state.typing_events()]})
+
+    async def hooks(request: Request) -> Response:
+        return JSONResponse({"hooks": [h.to_json() for h in state.hook_results()]})
+
+    async def manager_messages(request: Request) -> Response:
+        try:
+            data = json_object(await request.body())
+            result = await state.send_manager_message(
+                str_field(data, "scope_id", "", required=True),
+                str_field(data, "conversation_id", "", required=True),
+                str_field(data, "text", ""),
+                message_type=str_field(data, "type", "") or "text",
+                media=str_field(data, "media", ""),
+                file_name=str_field(data, "file_name", ""),
+                file_size=int_field(data, "file_size", "") or 0,
+                manager_id=str_field(data, "manager_id", ""),
+            )
+        except NotFoundError as error:
+            return JSONResponse({"error": str(error)}, status_code=404)
+        except BridgeError as error:
+            return JSONResponse({"error": str(error)}, status_code=400)
+        return JSONResponse({"hook": result.to_json()})
+
+    c = "/_emulator/"
+    return [
+        Route(c + "channels", channels, methods=["GET", "POST"]),
+        Route(c + "connections", connections, methods=["GET"]),
+        Route(c + "chats", chats, methods=["GET"]),
+        Route(c + "messages", messages, methods=["GET"]),
+        Route(c + "statuses", statuses, methods=["GET"]),
+        Route(c + "typing", typing, methods=["GET"]),
+        Route(c + "hooks", hooks, methods=["GET"]),
+        Route(c + "manager_messages", manager_messages, methods=["POST"]),
+    ]

@@ -1,0 +1,540 @@
+"""The Telegram adapter: both directions of the translation between the Bot API and canonical events.
+
+Inbound (used by the gateway): `verify_webhook` checks the secret Telegram echoes on every webhook POST,
+`parse_update` turns an Update into an `InboundMessage` (or None for updates the bridge doesn't carry yet).
+Outbound (used by messenger_sender): `TelegramBotClient` calls the Bot API and maps every failure into
+`libs.errors`; `TelegramAdapter` offers both to `libs.messengers.registry`. The bot token is part of every
+Bot API URL, so no error, log line or repr made here may contain a URL: the token would leak with it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from kommo_bridge.events.v1 import content_pb2, events_pb2
+
+from libs.errors import (
+    AuthError,
+    BadRequestError,
+    BridgeError,
+    CredentialRejectedError,
+    MissingCredentialError,
+    PermanentError,
+    RateLimitedError,
+    RecipientUnavailableError,
+    RetryableError,
+)
+from libs.messengers.registry import ChannelIdentity
+
+if TYPE_CHECKING:
+    from libs.config import Settings
+
+WEBHOOK_AUTH_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+# ---------------------------------------------------------------------------------------------------------
+# Inbound: webhook verification
+
+
+def verify_webhook(headers: Mapping[str, str], expected_secret: str) -> None:
+    """Telegram authenticates webhooks only by echoing the `secret_token` given to setWebhook, so a
+    constant-time comparison of that header is the whole check. An empty expected secret never passes:
+    it would make every request look authentic."""
+    wanted = WEBHOOK_AUTH_HEADER.lower()
+    received = next((value for key, value in headers.items() if key.lower() == wanted), None)
+    if not received:
+        raise MissingCredentialError(f"telegram webhook: header {WEBHOOK_AUTH_HEADER} is missing")
+    if not expected_secret:
+        raise AuthError("telegram webhook: no webhook secret is configured for this connection")
+    if not hmac.compare_digest(received.encode("utf-8"), expected_secret.encode("utf-8")):
+        raise AuthError(f"telegram webhook: header {WEBHOOK_AUTH_HEADER} does not match the connection's secret")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Inbound: Update -> InboundMessage
+
+# Message fields that describe the envelope rather than the content; whatever else a message carries is its
+# content, which names unsupported kinds (poll, dice, game, ...) in the placeholder text.
+_ENVELOPE_FIELDS = frozenset(
+    {
+        "message_id",
+        "message_thread_id",
+        "direct_messages_topic",
+        "from",
+        "sender_chat",
+        "sender_boost_count",
+        "sender_business_bot",
+        "date",
+        "business_connection_id",
+        "chat",
+        "forward_origin",
+        "is_topic_message",
+        "is_automatic_forward",
+        "reply_to_message",
+        "external_reply",
+        "quote",
+        "reply_to_story",
+        "reply_to_checklist_task_id",
+        "via_bot",
+        "edit_date",
+        "has_protected_content",
+        "is_from_offline",
+        "is_paid_post",
+        "media_group_id",
+        "author_signature",
+        "paid_star_count",
+        "entities",
+        "caption",
+        "caption_entities",
+        "show_caption_above_media",
+        "has_media_spoiler",
+        "link_preview_options",
+        "effect_id",
+        "reply_markup",
+        "suggested_post_info",
+    }
+)
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+class _Reader:
+    """Typed reads from one update's JSON, naming the exact field of anything malformed."""
+
+    def __init__(self, update_id: int) -> None:
+        self.prefix = f"telegram update {update_id}"
+
+    def fail(self, path: str, expected: str, value: object) -> BadRequestError:
+        return BadRequestError(f"{self.prefix}: {path} must be {expected}, got {_type_name(value)}")
+
+    def obj(self, parent: Mapping[str, Any], key: str, path: str) -> dict[str, Any]:
+        value = parent.get(key)
+        if not isinstance(value, dict):
+            raise self.fail(f"{path}.{key}", "an object", value)
+        return value
+
+    def int_(self, parent: Mapping[str, Any], key: str, path: str, *, required: bool = True) -> int:
+        value = parent.get(key)
+        if value is None and not required:
+            return 0
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(f"{path}.{key}", "an integer", value)
+        return value
+
+    def str_(self, parent: Mapping[str, Any], key: str, path: str, *, required: bool = False) -> str:
+        value = parent.get(key)
+        if value is None and not required:
+            return ""
+        if not isinstance(value, str):
+            raise self.fail(f"{path}.{key}", "a string", value)
+        return value
+
+    def float_(self, parent: Mapping[str, Any], key: str, path: str) -> float:
+        value = parent.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(f"{path}.{key}", "a number", value)
+        return float(value)
+
+
+def parse_update(body: bytes, connection_id: str) -> events_pb2.InboundMessage | None:
+    """Translate one webhook body. Returns None for updates the bridge does not carry (yet): anything but a
+    new `message` in a private chat. Raises BadRequestError for input that is not a Telegram Update."""
+    try:
+        update: object = json.loads(body)
+    except ValueError as exc:
+        raise BadRequestError(f"telegram update: body is not valid JSON ({exc.__class__.__name__})") from None
+    if not isinstance(update, dict):
+        raise BadRequestError(f"telegram update: body must be a JSON object, got {_type_name(update)}")
+    update_id = update.get("update_id")
+    if isinstance(update_id, bool) or not isinstance(update_id, int):
+        raise BadRequestError(f"telegram update: update_id must be an integer, got {_type_name(update_id)}")
+
+    read = _Reader(update_id)
+    if "message" not in update:
+        return None
+    message = read.obj(update, "message", "update")
+    chat = read.obj(message, "chat", "message")
+    if read.str_(chat, "type", "message.chat", required=True) != "private":
+        return None
+    chat_id = read.int_(chat, "id", "message.chat")
+    message_id = read.int_(message, "message_id", "message")
+    date = read.int_(message, "date", "message")
+    sender = read.obj(message, "from", "message")
+    sender_id = read.int_(sender, "id", "message.from")
+
+    return events_pb2.InboundMessage(
+        event_id=f"telegram:{connection_id}:{update_id}",
+        platform=content_pb2.PLATFORM_TELEGRAM,
+        connection_id=connection_id,
+        chat_id=str(chat_id),
+        platform_message_id=str(message_id),
+        sender_id=str(sender_id),
+        sender=_profile(read, sender),
+        sent_at_ms=date * 1000,
+        content=_content(read, message),
+        raw=body,
+    )
+
+
+def _profile(read: _Reader, user: Mapping[str, Any]) -> content_pb2.Profile:
+    path = "message.from"
+    first = read.str_(user, "first_name", path)
+    last = read.str_(user, "last_name", path)
+    username = read.str_(user, "username", path)
+    return content_pb2.Profile(
+        name=f"{first} {last}".strip(),
+        username=username,
+        profile_link=f"https://t.me/{username}" if username else "",
+        language=read.str_(user, "language_code", path),
+    )
+
+
+def _media(
+    read: _Reader, message: Mapping[str, Any], key: str, kind: content_pb2.MediaKind.ValueType
+) -> content_pb2.Content:
+    file = read.obj(message, key, "message")
+    return _media_from(read, file, f"message.{key}", kind, read.str_(message, "caption", "message"))
+
+
+def _media_from(
+    read: _Reader, file: Mapping[str, Any], path: str, kind: content_pb2.MediaKind.ValueType, caption: str
+) -> content_pb2.Content:
+    return content_pb2.Content(
+        media=content_pb2.Media(
+            kind=kind,
+            file_ref=read.str_(file, "file_id", path, required=True),
+            file_name=read.str_(file, "file_name", path),
+            size=read.int_(file, "file_size", path, required=False),
+            mime_type=read.str_(file, "mime_type", path),
+            caption=caption,
+            duration_s=read.int_(file, "duration", path, required=False),
+        )
+    )
+
+
+def _largest_photo(read: _Reader, message: Mapping[str, Any]) -> dict[str, Any]:
+    sizes = message.get("photo")
+    if not isinstance(sizes, list) or not sizes:
+        raise read.fail("message.photo", "a non-empty array", sizes)
+    checked: list[dict[str, Any]] = []
+    for index, size in enumerate(sizes):
+        if not isinstance(size, dict):
+            raise read.fail(f"message.photo[{index}]", "an object", size)
+        checked.append(size)
+
+    def area(size: dict[str, Any]) -> tuple[int, int]:
+        path = "message.photo[]"
+        width = read.int_(size, "width", path, required=False)
+        height = read.int_(size, "height", path, required=False)
+        return width * height, read.int_(size, "file_size", path, required=False)
+
+    # Telegram lists sizes smallest to largest; pick by area anyway so an odd order cannot fool us.
+    return max(checked, key=area)
+
+
+def _content(read: _Reader, message: Mapping[str, Any]) -> content_pb2.Content:
+    path = "message"
+    caption = read.str_(message, "caption", path)
+    if "text" in message:
+        return content_pb2.Content(text=content_pb2.Text(body=read.str_(message, "text", path, required=True)))
+    if "photo" in message:
+        photo = _largest_photo(read, message)
+        return _media_from(read, photo, "message.photo[]", content_pb2.MEDIA_KIND_PICTURE, caption)
+    # An animation (GIF / silent MP4) also sets `document`; it plays as a video, so check it first.
+    for key, kind in (
+        ("animation", content_pb2.MEDIA_KIND_VIDEO),
+        ("video", content_pb2.MEDIA_KIND_VIDEO),
+        ("video_note", content_pb2.MEDIA_KIND_VIDEO),
+        ("voice", content_pb2.MEDIA_KIND_VOICE),
+        ("audio", content_pb2.MEDIA_KIND_AUDIO),
+        ("document", content_pb2.MEDIA_KIND_FILE),
+    ):
+        if key in message:
+            return _media(read, message, key, kind)
+    if "sticker" in message:
+        sticker = read.obj(message, "sticker", path)
+        return content_pb2.Content(
+            sticker=content_pb2.Sticker(
+                file_ref=read.str_(sticker, "file_id", "message.sticker", required=True),
+                emoji=read.str_(sticker, "emoji", "message.sticker"),
+            )
+        )
+    if "location" in message:
+        location = read.obj(message, "location", path)
+        # A venue also sets `location`; its title is the place's name.
+        venue = message.get("venue")
+        name = read.str_(venue, "title", "message.venue") if isinstance(venue, dict) else ""
+        return content_pb2.Content(
+            location=content_pb2.Location(
+                lat=read.float_(location, "latitude", "message.location"),
+                lon=read.float_(location, "longitude", "message.location"),
+                name=name,
+            )
+        )
+    if "contact" in message:
+        contact = read.obj(message, "contact", path)
+        first = read.str_(contact, "first_name", "message.contact")
+        last = read.str_(contact, "last_name", "message.contact")
+        return content_pb2.Content(
+            contact=content_pb2.Contact(
+                name=f"{first} {last}".strip(),
+                phone=read.str_(contact, "phone_number", "message.contact", required=True),
+            )
+        )
+    # Never drop a client's message silently: the manager sees that something arrived.
+    kinds = [key for key in message if key not in _ENVELOPE_FIELDS]
+    note = f"[unsupported Telegram message: {kinds[0] if kinds else 'empty'}]"
+    return content_pb2.Content(text=content_pb2.Text(body=f"{note}\n{caption}" if caption else note))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Outbound: the Bot API client
+
+
+@dataclass(frozen=True)
+class BotInfo:
+    """What getMe says about the bot behind a token."""
+
+    id: int
+    username: str
+    first_name: str
+
+
+CHAT_ACTIONS = frozenset(
+    {
+        "typing",
+        "upload_photo",
+        "record_video",
+        "upload_video",
+        "record_voice",
+        "upload_voice",
+        "upload_document",
+        "choose_sticker",
+        "find_location",
+        "record_video_note",
+        "upload_video_note",
+    }
+)
+
+# 403 descriptions that mean "this client can't be reached", as opposed to other forbidden calls.
+_UNREACHABLE_MARKERS = ("blocked", "deactivated", "can't initiate", "cannot initiate", "kicked")
+
+
+def _envelope(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        data: object = response.json()
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _failure(method: str, outcome: httpx.Response | Exception, token: str) -> BridgeError:
+    """The one mapping of a failed Bot API call onto libs.errors. Messages name the method, never the URL,
+    and any echo of the token in Telegram's description is masked."""
+    where = f"telegram {method}"
+    if isinstance(outcome, httpx.TimeoutException):
+        return RetryableError(f"{where}: timed out ({type(outcome).__name__})")
+    if isinstance(outcome, httpx.TransportError):
+        return RetryableError(f"{where}: connection failed ({type(outcome).__name__})")
+    if isinstance(outcome, httpx.InvalidURL):
+        return PermanentError(f"{where}: the configured Bot API base URL is invalid")
+    if isinstance(outcome, Exception):
+        return RetryableError(f"{where}: request failed ({type(outcome).__name__})")
+
+    envelope = _envelope(outcome) or {}
+    code = envelope.get("error_code")
+    if isinstance(code, bool) or not isinstance(code, int):
+        code = outcome.status_code
+    description = envelope.get("description")
+    if not isinstance(description, str) or not description:
+        description = f"HTTP {outcome.status_code}"
+    if token:
+        description = description.replace(token, "<token>")
+    message = f"{where}: {description}"
+
+    if code == 429:
+        return RateLimitedError(message, retry_after=_retry_after(envelope, outcome))
+    if code in (401, 404):
+        return CredentialRejectedError(f"{where}: the bot token was rejected ({code} {description})")
+    if code == 403 and any(marker in description.lower() for marker in _UNREACHABLE_MARKERS):
+        return RecipientUnavailableError(message)
+    if 400 <= code < 500:
+        return PermanentError(message)
+    if code >= 500:
+        return RetryableError(message)
+    return PermanentError(f"{where}: unexpected response (HTTP {outcome.status_code})")
+
+
+def _retry_after(envelope: Mapping[str, Any], response: httpx.Response) -> float | None:
+    parameters = envelope.get("parameters")
+    value: object = parameters.get("retry_after") if isinstance(parameters, dict) else None
+    if value is None:
+        value = response.headers.get("retry-after")
+    try:
+        seconds = float(value) if isinstance(value, int | float | str) and not isinstance(value, bool) else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
+
+
+class TelegramBotClient:
+    """Calls the Bot API for one bot. `http` is shared and owned by the caller (timeouts, pooling)."""
+
+    def __init__(self, base_url: str, token: str, http: httpx.AsyncClient) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._token = token
+        self._http = http
+
+    def __repr__(self) -> str:
+        # The numeric part of a token is the bot's public id; the rest is the secret.
+        bot_id = self._token.partition(":")[0]
+        return f"TelegramBotClient(base_url={self._base_url!r}, bot_id={bot_id!r})"
+
+    async def _call(self, method: str, payload: dict[str, Any]) -> Any:
+        outcome: httpx.Response | Exception
+        try:
+            outcome = await self._http.post(f"{self._base_url}/bot{self._token}/{method}", json=payload)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            # Raised below, outside this handler, so the httpx error (whose text holds the URL and so the
+            # token) is not even chained as __context__.
+            outcome = exc
+        if isinstance(outcome, httpx.Response) and outcome.is_success:
+            envelope = _envelope(outcome)
+            if envelope is not None and envelope.get("ok") is True:
+                return envelope.get("result")
+        raise _failure(method, outcome, self._token)
+
+    async def get_me(self) -> BotInfo:
+        result = await self._call("getMe", {})
+        if not isinstance(result, dict) or not isinstance(result.get("id"), int):
+            raise PermanentError("telegram getMe: the response carries no bot id")
+        return BotInfo(
+            id=result["id"],
+            username=str(result.get("username") or ""),
+            first_name=str(result.get("first_name") or ""),
+        )
+
+    async def set_webhook(
+        self,
+        url: str,
+        secret_token: str,
+        allowed_updates: list[str] | None = None,
+        max_connections: int | None = None,
+    ) -> None:
+        payload: dict[str, Any] = {"url": url, "secret_token": secret_token}
+        if allowed_updates is not None:
+            payload["allowed_updates"] = allowed_updates
+        if max_connections is not None:
+            payload["max_connections"] = max_connections
+        await self._call("setWebhook", payload)
+
+    async def delete_webhook(self, drop_pending_updates: bool = False) -> None:
+        await self._call("deleteWebhook", {"drop_pending_updates": drop_pending_updates})
+
+    async def get_webhook_info(self) -> dict[str, Any]:
+        result = await self._call("getWebhookInfo", {})
+        if not isinstance(result, dict):
+            raise PermanentError("telegram getWebhookInfo: the response carries no WebhookInfo object")
+        return result
+
+    async def send_text(self, chat_id: str, text: str, reply_to_message_id: int | None = None) -> int:
+        """Send a text message; returns Telegram's message_id (unique within the chat)."""
+        payload: dict[str, Any] = {"chat_id": chat_id, "text": text}
+        return await self._send("sendMessage", payload, reply_to_message_id)
+
+    async def send_chat_action(self, chat_id: str, action: str = "typing") -> None:
+        if action not in CHAT_ACTIONS:
+            raise BadRequestError(f"telegram sendChatAction: unknown action {action!r}")
+        await self._call("sendChatAction", {"chat_id": chat_id, "action": action})
+
+    async def send_content(
+        self, chat_id: str, content: content_pb2.Content, reply_to_message_id: int | None = None
+    ) -> int:
+        """Send canonical content; returns Telegram's message_id."""
+        kind = content.WhichOneof("body")
+        if kind == "text":
+            return await self.send_text(chat_id, content.text.body, reply_to_message_id)
+        if kind == "location":
+            payload: dict[str, Any] = {
+                "chat_id": chat_id,
+                "latitude": content.location.lat,
+                "longitude": content.location.lon,
+            }
+            return await self._send("sendLocation", payload, reply_to_message_id)
+        if kind == "contact":
+            # Telegram needs a non-empty first_name; the canonical contact has one full name.
+            payload = {
+                "chat_id": chat_id,
+                "phone_number": content.contact.phone,
+                "first_name": content.contact.name or content.contact.phone,
+            }
+            return await self._send("sendContact", payload, reply_to_message_id)
+        if kind is None:
+            raise BadRequestError("telegram: the content to send is empty")
+        raise PermanentError(f"telegram: sending {kind} is not supported yet")
+
+    async def _send(self, method: str, payload: dict[str, Any], reply_to_message_id: int | None) -> int:
+        if reply_to_message_id is not None:
+            # If the quoted message was deleted meanwhile, still deliver the reply rather than fail it.
+            payload["reply_parameters"] = {"message_id": reply_to_message_id, "allow_sending_without_reply": True}
+        result = await self._call(method, payload)
+        message_id = result.get("message_id") if isinstance(result, dict) else None
+        if isinstance(message_id, bool) or not isinstance(message_id, int):
+            raise PermanentError(f"telegram {method}: the response carries no message_id")
+        return message_id
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The registry's view of Telegram (libs.messengers.registry.MessengerAdapter)
+
+# What the bridge subscribes to: messages now; edits and block/unblock (my_chat_member) are parsed by later
+# issues, and subscribing already means no webhook has to be registered again for them.
+ALLOWED_UPDATES = ["message", "edited_message", "my_chat_member"]
+
+
+class TelegramAdapter:
+    """Telegram behind the messenger-agnostic interface the services use."""
+
+    platform: content_pb2.Platform.ValueType = content_pb2.PLATFORM_TELEGRAM
+    name: str = "telegram"
+
+    def api_base_url(self, settings: Settings) -> str:
+        return settings.telegram_api_url
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes, secret: str) -> None:
+        verify_webhook(headers, secret)
+
+    def parse_webhook(self, body: bytes, connection_id: str) -> events_pb2.InboundMessage | None:
+        return parse_update(body, connection_id)
+
+    async def check_credentials(self, http: httpx.AsyncClient, base_url: str, token: str) -> ChannelIdentity:
+        me = await TelegramBotClient(base_url, token, http).get_me()
+        display = f"{me.first_name} (@{me.username})" if me.username else me.first_name
+        return ChannelIdentity(external_id=str(me.id), display_name=display)
+
+    async def register_webhook(self, http: httpx.AsyncClient, base_url: str, token: str, url: str, secret: str) -> None:
+        await TelegramBotClient(base_url, token, http).set_webhook(url, secret, allowed_updates=ALLOWED_UPDATES)
+
+    async def send(
+        self, http: httpx.AsyncClient, base_url: str, token: str, chat_id: str, content: content_pb2.Content
+    ) -> str:
+        return str(await TelegramBotClient(base_url, token, http).send_content(chat_id, content))

@@ -1,0 +1,93 @@
+"""Drives a running stack from both outer sides, through the emulators' control APIs: a Telegram
+client writing to the bot, and a manager answering in Kommo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import nats
+from kommo_bridge.auth.v1 import auth_pb2, auth_pb2_grpc
+
+from libs.bus.topology import Stream
+from libs.devstack.stack import SandboxChannel, Stack
+from libs.rpc import call, open_channel
+from libs.secret_names import MESSENGER_WEBHOOK_SECRET
+
+
+@dataclass
+class Sandbox:
+    stack: Stack
+    channel: SandboxChannel
+    http: httpx.AsyncClient
+
+    @property
+    def scope_id(self) -> str:
+        return f"{self.stack.channel_id}_{self.channel.account_id}"
+
+    def user(self, user_id: int) -> dict[str, Any]:
+        return {"id": user_id, "first_name": "Client", "last_name": str(user_id), "username": f"client_{user_id}"}
+
+    async def client_writes(self, user_id: int, text: str) -> dict[str, Any]:
+        response = await self.http.post(
+            f"{self.stack.telegram_url}/_emulator/clients/messages",
+            json={"bot_id": self.channel.bot_id, "user": self.user(user_id), "text": text},
+        )
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def manager_writes(self, conversation_id: str, text: str) -> dict[str, Any]:
+        response = await self.http.post(
+            f"{self.stack.kommo_url}/_emulator/manager_messages",
+            json={"scope_id": self.scope_id, "conversation_id": conversation_id, "text": text},
+        )
+        response.raise_for_status()
+        hook: dict[str, Any] = response.json()["hook"]
+        return hook
+
+    async def kommo_messages(self, direction: str = "incoming") -> list[dict[str, Any]]:
+        response = await self.http.get(f"{self.stack.kommo_url}/_emulator/messages")
+        return [m for m in response.json()["messages"] if m["direction"] == direction]
+
+    async def kommo_chats(self) -> list[dict[str, Any]]:
+        chats: list[dict[str, Any]] = (await self.http.get(f"{self.stack.kommo_url}/_emulator/chats")).json()["chats"]
+        return chats
+
+    async def kommo_statuses(self) -> dict[str, list[dict[str, Any]]]:
+        statuses: dict[str, list[dict[str, Any]]] = (
+            await self.http.get(f"{self.stack.kommo_url}/_emulator/statuses")
+        ).json()["statuses"]
+        return statuses
+
+    async def telegram_sent(self) -> list[dict[str, Any]]:
+        response = await self.http.get(
+            f"{self.stack.telegram_url}/_emulator/sent", params={"bot_id": self.channel.bot_id}
+        )
+        sent: list[dict[str, Any]] = response.json()["messages"]
+        return sent
+
+    async def conversation_of(self, user_id: int) -> str:
+        """Our conversation id of a client, as Kommo knows it."""
+        for chat in await self.kommo_chats():
+            if chat["client"].get("client_id", "").endswith(f":{user_id}"):
+                return str(chat["conversation_id"])
+        raise AssertionError(f"no Kommo chat for client {user_id}")
+
+    async def webhook_secret(self) -> str:
+        channel = open_channel(f"127.0.0.1:{self.stack.auth_port}", self.stack.service_token)
+        try:
+            auth = auth_pb2_grpc.AuthServiceStub(channel)
+            request = auth_pb2.GetSecretRequest(owner=self.channel.connection_id, kind=MESSENGER_WEBHOOK_SECRET)
+            return (await call(auth.GetSecret, request)).value
+        finally:
+            await channel.close(None)
+
+    async def stream_counts(self) -> dict[str, int]:
+        nc = await nats.connect(self.stack.nats_url)
+        try:
+            js = nc.jetstream()
+            return {s.name: (await js.stream_info(s.stream_name)).state.messages for s in Stream}
+        finally:
+            await nc.close()
