@@ -65,6 +65,7 @@ class Consumer:
         self._ack_wait = ack_wait
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._subscriptions: list[JetStreamContext.PullSubscription] = []
         self.handled = 0
 
     async def start(self) -> None:
@@ -72,6 +73,7 @@ class Consumer:
             config = consumer_config(self._consumer, self._stream, partition, self._max_deliver, self._ack_wait)
             await self._js.add_consumer(self._stream.stream_name, config)
             sub = await self._js.pull_subscribe_bind(durable=config.durable_name or "", stream=self._stream.stream_name)
+            self._subscriptions.append(sub)
             self._tasks.append(asyncio.create_task(self._run(sub, partition), name=config.durable_name))
 
     async def stop(self) -> None:
@@ -83,6 +85,11 @@ class Consumer:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        # The durable consumers stay on the server; only this process's interest ends. Without this
+        # the connection's drain waits for pull subscriptions that will never finish.
+        for sub in self._subscriptions:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
     async def _run(self, sub: JetStreamContext.PullSubscription, partition: int) -> None:
         while not self._stopping.is_set():
