@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Delivery], Awaitable[None]]
 
 DEFAULT_MAX_DELIVER = 20
-DEFAULT_ACK_WAIT_S = 60.0
+# Short, so a message held by a crashed replica is redelivered within seconds; a handler that runs
+# longer keeps its message with progress heartbeats.
+DEFAULT_ACK_WAIT_S = 6.0
 
 
 def consumer_config(consumer: str, stream: Stream, partition: int, max_deliver: int, ack_wait: float) -> ConsumerConfig:
@@ -116,13 +118,23 @@ class Consumer:
             attempt=msg.metadata.num_delivered,
             stream_sequence=msg.metadata.sequence.stream,
         )
+        heartbeat = asyncio.create_task(self._heartbeat(msg))
         try:
             await self._handler(delivery)
         except Exception as exc:
+            heartbeat.cancel()
             await self._settle_failure(msg, delivery, exc)
             return
+        heartbeat.cancel()
         await msg.ack()
         self.handled += 1
+
+    async def _heartbeat(self, msg: Msg) -> None:
+        """Tell the server the message is still being worked on, so it is not redelivered meanwhile."""
+        with contextlib.suppress(Exception):
+            while True:
+                await asyncio.sleep(self._ack_wait / 3)
+                await msg.in_progress()
 
     async def _settle_failure(self, msg: Msg, delivery: Delivery, exc: BaseException) -> None:
         decision = disposition(exc, delivery.attempt)

@@ -134,3 +134,26 @@ async def test_publish_without_a_broker_is_retryable(embedded_nats: EmbeddedNats
     with pytest.raises(RetryableError):
         await Publisher(js, partitions=1).publish(Stream.INBOUND, "k", b"x", msg_id="y", ack_timeout=0.5)
     await nc.close()
+
+
+async def test_a_slow_handler_keeps_its_message_past_ack_wait(nats_url: str) -> None:
+    nc = await connect([nats_url], "test")
+    js = nc.jetstream()
+    await ensure_streams(js)
+    await Publisher(js, partitions=1).publish(Stream.INBOUND, "k", b"slow", msg_id="s")
+    attempts: list[int] = []
+    release = asyncio.Event()
+
+    async def slow(delivery: Delivery) -> None:
+        attempts.append(delivery.attempt)
+        await release.wait()
+
+    # Runs for three ack_wait periods: heartbeats must prevent a redelivery.
+    consumer = Consumer(js, consumer="slow", stream=Stream.INBOUND, partitions=1, handler=slow, ack_wait=0.5)
+    await consumer.start()
+    await wait_for(lambda: attempts == [1])
+    await asyncio.sleep(1.5)
+    assert attempts == [1]
+    release.set()
+    await consumer.stop()
+    await nc.close()
