@@ -40,7 +40,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy libs services tests
+	$(BIN)/mypy libs services tests bench
 
 bench: install
 	$(BIN)/python -m bench

@@ -173,16 +173,21 @@ async def sandbox_manager(target: Target, args: argparse.Namespace) -> None:
 async def sandbox_show(target: Target, args: argparse.Namespace) -> None:
     sandbox = _sandbox(target)
     async with httpx.AsyncClient(timeout=10) as http:
-        messages = (await http.get(f"{sandbox['kommo_url']}/_emulator/messages")).json().get("messages", [])
+        messages = (await http.get(f"{sandbox['kommo_url']}/_emulator/messages")).json()["messages"]
+        statuses = (await http.get(f"{sandbox['kommo_url']}/_emulator/statuses")).json()["statuses"]
         sent = (
             await http.get(f"{sandbox['telegram_url']}/_emulator/sent", params={"bot_id": sandbox["bot_id"]})
         ).json()
+    labels = {1: "delivered", 2: "read", -1: "error"}
     print("Kommo chat (what managers see):")
     for item in messages[-args.last :]:
-        payload = item.get("payload", item)
-        sender = payload.get("sender", {}).get("name", "?")
-        text = payload.get("message", {}).get("text", "")
-        print(f"  {sender}: {text}")
+        text = item["message"].get("text", "") or f"[{item['message'].get('type', 'message')}]"
+        if item["direction"] == "manager":
+            history = statuses.get(item["kommo_msgid"], [])
+            state = labels.get(history[-1]["status"], "?") if history else "sent"
+            print(f"  Manager: {text}   ({state})")
+        else:
+            print(f"  {item['sender'].get('name', 'Client')}: {text}")
     print(f"Telegram (what @{sandbox['bot_username']} sent to clients):")
     for item in sent.get("messages", [])[-args.last :]:
         print(f"  to {item['chat_id']}: {item['message'].get('text', '')}")

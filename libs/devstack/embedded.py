@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -38,7 +39,10 @@ class EmbeddedPostgres:
     """A private PostgreSQL cluster in `data_dir`, reachable through a Unix socket."""
 
     def __init__(self, data_dir: Path) -> None:
-        import pgserver
+        with warnings.catch_warnings():
+            # platformdirs warns about XDG_RUNTIME_DIR on servers and containers; pgserver copes.
+            warnings.simplefilter("ignore")
+            import pgserver
 
         data_dir.mkdir(parents=True, exist_ok=True)
         self._server: Any = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]

@@ -132,9 +132,17 @@ class SentMessage:
     chat_id: int
     method: str
     message: dict[str, Any]
+    # When the emulator accepted it (epoch seconds), for latency measurements.
+    at: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {"bot_id": self.bot_id, "chat_id": self.chat_id, "method": self.method, "message": self.message}
+        return {
+            "bot_id": self.bot_id,
+            "chat_id": self.chat_id,
+            "method": self.method,
+            "message": self.message,
+            "at": self.at,
+        }
 
 
 @dataclass(frozen=True)
@@ -260,7 +268,7 @@ class TelegramState:
             message["reply_to_message"] = {k: v for k, v in reply_to.items() if k != "reply_to_message"}
         message.update(content)
         chat.messages[message["message_id"]] = message
-        self.sent.append(SentMessage(bot.id, chat.id, method, message))
+        self.sent.append(SentMessage(bot.id, chat.id, method, message, time.time()))
         return message
 
     def record_chat_action(self, bot: Bot, chat: Chat, action: str) -> None:

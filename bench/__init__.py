@@ -1,0 +1,1 @@
+"""`make bench`: latency and throughput of the whole bridge on this machine."""

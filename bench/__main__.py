@@ -1,0 +1,226 @@
+"""Measure the bridge end to end, every service a process, against the emulators (flood limits off,
+so the figures are the bridge's own and not Telegram's).
+
+- inbound: clients write to the bot (each client in sequence, clients at once, like Telegram's
+  concurrent webhook deliveries); latency = gateway POST → message stored at the Kommo emulator.
+- outbound: Kommo hooks for many conversations at once; latency = hook POST → message accepted by
+  the Telegram emulator.
+- gateway: webhooks/s the gateway answers (verify + publish + PubAck) beside a bare Starlette
+  endpoint, same client, same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from libs.devstack.embedded import EmbeddedNats, EmbeddedPostgres, free_port, wait_for_port
+from libs.devstack.stack import Stack
+from libs.kommo.signing import hook_signature
+from tests.e2e.sandbox import Sandbox
+
+CLIENTS = int(os.environ.get("BENCH_CLIENTS", "40"))
+PER_CLIENT = int(os.environ.get("BENCH_PER_CLIENT", "25"))
+GATEWAY_REQUESTS = int(os.environ.get("BENCH_GATEWAY_REQUESTS", "3000"))
+CONCURRENCY = 40  # Telegram's default max_connections
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def update(update_id: int, user_id: int, text: str) -> bytes:
+    return json.dumps(
+        {
+            "update_id": update_id,
+            "message": {
+                "message_id": update_id,
+                "date": int(time.time()),
+                "chat": {"id": user_id, "type": "private", "first_name": "Bench"},
+                "from": {"id": user_id, "is_bot": False, "first_name": "Bench", "username": f"bench_{user_id}"},
+                "text": text,
+            },
+        }
+    ).encode()
+
+
+async def wait_count(fetch: Any, expected: int, limit_s: float = 600) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + limit_s
+    while True:
+        items: list[dict[str, Any]] = await fetch()
+        if len(items) >= expected or time.monotonic() > deadline:
+            return items
+        await asyncio.sleep(0.2)
+
+
+async def inbound(sandbox: Sandbox, http: httpx.AsyncClient, secret: str) -> dict[str, float]:
+    url = f"{sandbox.stack.public_url}/webhooks/telegram/{sandbox.channel.connection_id}"
+    sent_at: dict[str, float] = {}
+
+    async def client(index: int) -> None:
+        user_id = 10_000 + index
+        for n in range(PER_CLIENT):
+            text = f"in {user_id} {n}"
+            sent_at[text] = time.time()
+            response = await http.post(
+                url,
+                content=update(index * 1000 + n + 1, user_id, text),
+                headers={"X-Telegram-Bot-Api-Secret-Token": secret},
+            )
+            response.raise_for_status()
+
+    await asyncio.gather(*(client(i) for i in range(CLIENTS)))
+    messages = await wait_count(sandbox.kommo_messages, CLIENTS * PER_CLIENT)
+    latencies = [m["received_at"] - sent_at[m["message"]["text"]] for m in messages]
+    span = max(m["received_at"] for m in messages) - min(sent_at.values())
+    return {"count": len(messages), "p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99),
+            "rate": len(messages) / span}  # fmt: skip
+
+
+async def outbound(sandbox: Sandbox, http: httpx.AsyncClient) -> dict[str, float]:
+    chats = await sandbox.kommo_chats()
+    url = f"{sandbox.stack.public_url}/webhooks/kommo/{sandbox.scope_id}"
+    sent_at: dict[str, float] = {}
+
+    async def conversation(chat: dict[str, Any]) -> None:
+        for n in range(PER_CLIENT):
+            text = f"out {chat['conversation_id']} {n}"
+            body = json.dumps(
+                {
+                    "account_id": sandbox.channel.account_id,
+                    "time": int(time.time()),
+                    "message": {
+                        "receiver": {"id": chat["client"]["id"], "client_id": chat["client"].get("client_id", "")},
+                        "sender": {"id": "bench-manager"},
+                        "conversation": {"id": chat["kommo_chat_id"], "client_id": chat["conversation_id"]},
+                        "timestamp": int(time.time()),
+                        "msec_timestamp": int(time.time() * 1000),
+                        "message": {"id": f"{chat['kommo_chat_id']}-{n}", "type": "text", "text": text},
+                    },
+                }
+            ).encode()
+            sent_at[text] = time.time()
+            signature = hook_signature(sandbox.stack.channel_secret, body)
+            response = await http.post(url, content=body, headers={"X-Signature": signature})
+            response.raise_for_status()
+
+    await asyncio.gather(*(conversation(chat) for chat in chats))
+    sent = await wait_count(sandbox.telegram_sent, len(chats) * PER_CLIENT)
+    latencies = [m["at"] - sent_at[m["message"]["text"]] for m in sent]
+    span = max(m["at"] for m in sent) - min(sent_at.values())
+    return {"count": len(sent), "p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99),
+            "rate": len(sent) / span}  # fmt: skip
+
+
+async def hammer(http: httpx.AsyncClient, url: str, bodies: list[bytes], headers: dict[str, str]) -> float:
+    """Requests per second answered 2xx, with CONCURRENCY requests in flight."""
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+
+    async def worker() -> None:
+        while not queue.empty():
+            body = queue.get_nowait()
+            (await http.post(url, content=body, headers=headers)).raise_for_status()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return len(bodies) / (time.perf_counter() - started)
+
+
+def rss_mib(stack: Stack) -> dict[str, float]:
+    out = {}
+    for name, process in stack.processes.items():
+        if process.pid:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                out[name] = psutil.Process(process.pid).memory_info().rss / 2**20
+    return out
+
+
+async def run(stack: Stack, bare_port: int) -> dict[str, Any]:
+    channel = await stack.connect_sandbox()
+    limits = httpx.Limits(max_connections=CONCURRENCY * 2)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        sandbox = Sandbox(stack, channel, http)
+        secret = await sandbox.webhook_secret()
+        results: dict[str, Any] = {"inbound": await inbound(sandbox, http, secret)}
+        results["outbound"] = await outbound(sandbox, http)
+
+        bodies = [update(900_000 + i, 90_000 + i % 500, f"gw {i}") for i in range(GATEWAY_REQUESTS)]
+        results["bare_starlette_rps"] = await hammer(http, f"http://127.0.0.1:{bare_port}/hook", bodies, {})
+        gateway_url = f"{stack.public_url}/webhooks/telegram/{channel.connection_id}"
+        results["gateway_rps"] = await hammer(http, gateway_url, bodies, {"X-Telegram-Bot-Api-Secret-Token": secret})
+        results["rss_mib"] = rss_mib(stack)
+    return results
+
+
+def report(results: dict[str, Any]) -> str:
+    cpu = platform.processor() or platform.machine()
+    lines = [
+        f"Machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, {cpu}, "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}",
+        f"Command: make bench (BENCH_CLIENTS={CLIENTS} BENCH_PER_CLIENT={PER_CLIENT} "
+        f"BENCH_GATEWAY_REQUESTS={GATEWAY_REQUESTS})",
+        "",
+        "| measure | messages | p50 latency | p99 latency | sustained |",
+        "|---|---|---|---|---|",
+    ]
+    for direction, label in (("inbound", "client → Kommo"), ("outbound", "Kommo → client")):
+        r = results[direction]
+        lines.append(
+            f"| {label} | {int(r['count'])} | {r['p50'] * 1000:.0f} ms | {r['p99'] * 1000:.0f} ms "
+            f"| {r['rate']:.0f} msg/s |"
+        )
+    lines += [
+        "",
+        "| webhook endpoint | requests/s (concurrency 40) |",
+        "|---|---|",
+        f"| gateway `/webhooks/telegram/…` (verify, parse, publish, PubAck) | {results['gateway_rps']:.0f} |",
+        f"| bare Starlette endpoint, same uvicorn and client | {results['bare_starlette_rps']:.0f} |",
+        "",
+        "| process | resident memory after the run |",
+        "|---|---|",
+        *(f"| {name} | {mib:.0f} MiB |" for name, mib in results["rss_mib"].items()),
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="bridge-bench-") as tmp:
+        data = Path(tmp)
+        postgres = EmbeddedPostgres(data / "postgres")
+        nats = EmbeddedNats(data / "nats")
+        stack = Stack(data / "stack", postgres.database_url("bench"), nats.url, partitions=16, telegram_limits=False)
+        bare_port = free_port()
+        bare = subprocess.Popen([sys.executable, "-m", "bench.bare_starlette", str(bare_port)])
+        try:
+            print("starting the stack…", flush=True)
+            stack.start()
+            wait_for_port(bare_port)
+            print(f"running: {CLIENTS} clients × {PER_CLIENT} messages each way, then the gateway…", flush=True)
+            results = asyncio.run(run(stack, bare_port))
+        finally:
+            bare.terminate()
+            bare.wait()
+            stack.stop()
+            nats.stop()
+            postgres.stop()
+    print()
+    print(report(results))
+
+
+if __name__ == "__main__":
+    main()
