@@ -83,7 +83,7 @@ class Disposition:
 
 # Exponential backoff for retryable failures without a platform-given delay, capped.
 _BACKOFF_BASE_S = 0.5
-_BACKOFF_CAP_S = 30.0
+_BACKOFF_CAP_S = 60.0
 
 
 def backoff_delay(attempt: int) -> float:

@@ -14,10 +14,12 @@ import sys
 import time
 from typing import Any
 
-_SECRET_KEYS = re.compile(r"(token|secret|password|authorization|signature|key)", re.IGNORECASE)
+_SECRET_KEYS = re.compile(r"(token|secret|password|authorization|signature|api_key|master_keys?)$", re.IGNORECASE)
 # Telegram bot tokens, bearer tokens and 40-hex channel secrets, wherever they appear in text.
 _SECRET_TEXT = [
     re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{30,}\b"),
+    re.compile(r"\b[0-9a-f]{40}\b"),
+    re.compile(r"\bEAA[A-Za-z0-9]{20,}\b"),  # Meta (WhatsApp) access tokens
     re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(r"/bot\d+:[^/\s]+"),
 ]

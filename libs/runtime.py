@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from libs.config import Settings, load_settings
+from libs.errors import RetryableError
 from libs.logs import configure_logging
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,19 @@ class TtlCache(Generic[K, V]):
         self._items: dict[K, tuple[float, V]] = {}
 
     async def get(self, key: K) -> V:
+        """The cached value while fresh; else load it. When loading fails for a transient reason and a
+        stale value exists, serve the stale value (and retry the load after another TTL)."""
         now = asyncio.get_running_loop().time()
         hit = self._items.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
-        value = await self._loader(key)
+        try:
+            value = await self._loader(key)
+        except RetryableError:
+            if hit is None:
+                raise
+            self._items[key] = (now + self._ttl, hit[1])
+            return hit[1]
         self._items[key] = (now + self._ttl, value)
         return value
 

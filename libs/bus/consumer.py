@@ -20,13 +20,17 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from libs.bus.envelope import Delivery
 from libs.bus.publisher import KEY_HEADER, MSG_ID_HEADER
 from libs.bus.topology import Stream, durable_name, partition_subject
-from libs.errors import Action, disposition
+from libs.errors import Action, BridgeError, backoff_delay, disposition
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Delivery], Awaitable[None]]
 
-DEFAULT_MAX_DELIVER = 20
+# Retryable failures (a platform or Kommo outage) keep their message for hours: with the backoff
+# capped at a minute, 1000 deliveries last about 16 hours before the message is dead-lettered.
+DEFAULT_MAX_DELIVER = 1000
+# Failures the error tree does not know (bugs) are given far fewer chances.
+UNEXPECTED_FAILURE_LIMIT = 20
 # Short, so a message held by a crashed replica is redelivered within seconds; a handler that runs
 # longer keeps its message with progress heartbeats.
 DEFAULT_ACK_WAIT_S = 6.0
@@ -108,7 +112,13 @@ class Consumer:
                 await asyncio.sleep(0.5)
                 continue
             for msg in messages:
-                await self._process(msg)
+                try:
+                    await self._process(msg)
+                except Exception as exc:  # a lane must survive anything; the message will be redelivered
+                    log.error(
+                        "could not settle message; it will be redelivered",
+                        extra={"consumer": self._consumer, "partition": partition, "error": repr(exc)},
+                    )
 
     async def _process(self, msg: Msg) -> None:
         delivery = Delivery(
@@ -125,15 +135,16 @@ class Consumer:
             heartbeat.cancel()
             await self._settle_failure(msg, delivery, exc)
             return
-        heartbeat.cancel()
+        finally:
+            heartbeat.cancel()
         await msg.ack()
         self.handled += 1
 
     async def _heartbeat(self, msg: Msg) -> None:
         """Tell the server the message is still being worked on, so it is not redelivered meanwhile."""
-        with contextlib.suppress(Exception):
-            while True:
-                await asyncio.sleep(self._ack_wait / 3)
+        while True:
+            await asyncio.sleep(self._ack_wait / 3)
+            with contextlib.suppress(Exception):  # one missed beat is fine; the next one may pass
                 await msg.in_progress()
 
     async def _settle_failure(self, msg: Msg, delivery: Delivery, exc: BaseException) -> None:
@@ -146,13 +157,21 @@ class Consumer:
             "message_key": delivery.headers.get(KEY_HEADER, ""),
             "reason": decision.reason,
         }
-        if decision.action is Action.NAK and delivery.attempt < self._max_deliver:
+        unexpected = not isinstance(exc, BridgeError)
+        out_of_chances = delivery.attempt >= (UNEXPECTED_FAILURE_LIMIT if unexpected else self._max_deliver)
+        if decision.action is Action.NAK and not out_of_chances:
             log.warning("handler failed, will retry", extra={**context, "delay_s": decision.delay})
             await msg.nak(delay=decision.delay)
             return
         reason = decision.reason if decision.action is Action.TERM else f"gave up after retries: {decision.reason}"
         log.error("message dead-lettered", extra=context, exc_info=exc)
-        await self._dead_letter(delivery, reason)
+        try:
+            await self._dead_letter(delivery, reason)
+        except Exception as dead_letter_error:
+            # Never drop a message without its dead-letter record: try the whole thing again later.
+            log.warning("dead-letter publish failed; will retry", extra={**context, "error": repr(dead_letter_error)})
+            await msg.nak(delay=backoff_delay(delivery.attempt))
+            return
         await msg.term()
 
     async def _dead_letter(self, delivery: Delivery, reason: str) -> None:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from google.protobuf.message import Message as ProtoMessage
-from nats.errors import ConnectionClosedError, NoRespondersError, OutboundBufferLimitError
-from nats.errors import TimeoutError as NatsTimeoutError
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from nats.js.errors import APIError
 
 from libs.bus.topology import Stream, subject_for
 from libs.errors import RetryableError
@@ -45,11 +43,5 @@ class Publisher:
                 stream=stream.stream_name,
                 headers=all_headers,
             )
-        except (
-            NatsTimeoutError,
-            NoRespondersError,
-            ConnectionClosedError,
-            OutboundBufferLimitError,
-            APIError,
-        ) as exc:
+        except (TimeoutError, NatsError) as exc:  # every nats-py and JetStream failure
             raise RetryableError(f"publish to {stream.stream_name} failed: {type(exc).__name__}") from exc

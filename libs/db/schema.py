@@ -148,5 +148,6 @@ gateway_spool = Table(
     Column("msg_id", String(300), nullable=False),
     Column("payload", LargeBinary, nullable=False),
     _created_at(),
+    Index("ix_gateway_spool_ordering_key", "ordering_key"),
     comment="owner: gateway",
 )

@@ -17,9 +17,9 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from libs.errors import (
-    AuthError,
     BadRequestError,
     BridgeError,
+    CredentialRejectedError,
     NotFoundError,
     PermanentError,
     RateLimitedError,
@@ -279,7 +279,8 @@ def _failure(operation: str, outcome: httpx.Response | httpx.HTTPError) -> Bridg
     if status >= 500 or status == 408:
         return RetryableError(message, retry_after=_retry_after(outcome, body))
     if status in (401, 403):
-        return AuthError(message)
+        # Our channel secret or connection was refused: an operator can fix it, so keep the message.
+        return CredentialRejectedError(message)
     if status == 404:
         return NotFoundError(message)
     if status == 400:

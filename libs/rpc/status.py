@@ -34,10 +34,10 @@ def error_for(code: grpc.StatusCode, details: str) -> BridgeError:
         return NotFoundError(details)
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return BadRequestError(details)
-    if code == grpc.StatusCode.UNAUTHENTICATED:
-        return MissingCredentialError(details)
-    if code == grpc.StatusCode.PERMISSION_DENIED:
-        return AuthError(details)
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        # Our own service credential was refused: a deployment problem an operator fixes, so the
+        # work waits (retryable) instead of being thrown away.
+        return RetryableError(f"service credential refused ({details}); check BRIDGE_SERVICE_TOKEN")
     if code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.OUT_OF_RANGE):
         return PermanentError(details)
     return RetryableError(details or code.name)

@@ -29,8 +29,16 @@ def create_app(webhooks: Webhooks, nc: NATS, spool: HookSpool) -> Starlette:
         return JSONResponse({"ok": True})
 
     async def readyz(request: Request) -> Response:
-        ready = nc.is_connected
-        body = {"ok": ready, "nats": "connected" if ready else "disconnected", "spool_pending": spool.pending}
+        # Ready while hooks can be kept: through the bus, or (Kommo hooks) through the spool.
+        bus = nc.is_connected
+        spool_ok = await spool.healthy()
+        ready = bus or spool_ok
+        body = {
+            "ok": ready,
+            "nats": "connected" if bus else "disconnected",
+            "spool": "available" if spool_ok else "unavailable",
+            "spool_pending": spool.pending,
+        }
         return JSONResponse(body, status_code=200 if ready else 503)
 
     return Starlette(
@@ -53,6 +61,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     spool = HookSpool(engine, publisher)
     auth_channel = open_channel(settings.auth_grpc_addr, settings.service_token.get_secret_value())
     credentials = GatewayCredentials(auth_pb2_grpc.AuthServiceStub(auth_channel))
+    await credentials.wait_for_channel(stop)
     app = create_app(Webhooks(credentials, publisher, spool, nc), nc, spool)
 
     config = uvicorn.Config(

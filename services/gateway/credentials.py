@@ -42,15 +42,27 @@ class GatewayCredentials:
         return await self._webhook_secrets.get(connection_id)
 
     async def channel(self) -> auth_pb2.ChannelCredentials:
+        """Fetched at start-up, refreshed every few minutes; an auth outage keeps the last copy."""
         now = asyncio.get_running_loop().time()
         if self._channel is None or now - self._channel_fetched_at > CHANNEL_REFRESH_S:
             try:
                 self._channel = await call(self._auth.GetChannelCredentials, auth_pb2.GetChannelCredentialsRequest())
-                self._channel_fetched_at = now
             except RetryableError:
                 if self._channel is None:
                     raise
+            self._channel_fetched_at = now
         return self._channel
+
+    async def wait_for_channel(self, stop: asyncio.Event) -> None:
+        """Start-up: no Kommo hook can be verified before the channel secret is known."""
+        delay = 0.2
+        while not stop.is_set():
+            try:
+                await self.channel()
+                return
+            except RetryableError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def check_scope(self, scope_id: str) -> None:
         """NotFoundError unless `scope_id` is our channel connected to a known account."""

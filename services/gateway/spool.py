@@ -1,8 +1,9 @@
 """Kommo hooks the bus could not take, kept in PostgreSQL and replayed in arrival order.
 
 Kommo never retries a chat hook, so while JetStream is unavailable the gateway still answers 200 after
-writing the hook here. While anything is spooled, new hooks join the back of the spool rather than
-overtaking it; one replayer at a time (an advisory lock) publishes the spool in id order.
+writing the hook here. While a conversation has hooks in the spool (seen by every replica, since the
+spool is in the database), its new hooks join the back of the spool rather than overtaking them; one
+replayer at a time (an advisory lock) publishes the spool in id order.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator
 
 from sqlalchemy import delete, exists, select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.bus import Publisher, Stream
@@ -33,18 +37,51 @@ class HookSpool:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
+        self._key_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
     @property
     def pending(self) -> bool:
-        """True while hooks wait in the spool (new hooks must queue behind them)."""
+        """True while hooks wait in the spool (as last seen by this replica)."""
         return self._pending
 
+    @contextlib.asynccontextmanager
+    async def ordered(self, key: str) -> AsyncIterator[None]:
+        """Hooks of one conversation are decided (publish or spool) one at a time in this replica."""
+        lock = self._key_locks[key]
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and not getattr(lock, "_waiters", None):
+                self._key_locks.pop(key, None)
+
+    async def holds(self, key: str) -> bool:
+        """Whether hooks of this conversation wait in the spool (in any replica)."""
+        try:
+            async with self._engine.connect() as conn:
+                query = select(exists().where(gateway_spool.c.ordering_key == key))
+                return bool((await conn.execute(query)).scalar())
+        except SQLAlchemyError:
+            return False  # nothing can be spooled now either; publishing directly is all there is
+
     async def put(self, stream: Stream, key: str, msg_id: str, payload: bytes) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                gateway_spool.insert().values(stream=stream.name, ordering_key=key, msg_id=msg_id, payload=payload)
-            )
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    gateway_spool.insert().values(stream=stream.name, ordering_key=key, msg_id=msg_id, payload=payload)
+                )
+        except SQLAlchemyError as exc:
+            raise RetryableError("neither the bus nor the spool can take the hook") from exc
         self._pending = True
         log.warning("hook spooled while the bus is unavailable", extra={"msg_id": msg_id})
+
+    async def healthy(self) -> bool:
+        try:
+            async with self._engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return True
+        except SQLAlchemyError:
+            return False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="spool-replayer")
@@ -58,11 +95,13 @@ class HookSpool:
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
+            published = 0
             try:
-                await self.replay_once()
+                published = await self.replay_once()
             except Exception as exc:
                 log.warning("spool replay failed; will retry", extra={"error": repr(exc)})
-            await asyncio.sleep(REPLAY_INTERVAL_S)
+            if published < REPLAY_BATCH:  # a full batch means more is waiting: go on at once
+                await asyncio.sleep(REPLAY_INTERVAL_S)
 
     async def replay_once(self) -> int:
         """Publish spooled hooks in order; returns how many were published."""

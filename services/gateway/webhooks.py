@@ -28,7 +28,10 @@ KOMMO_PUBLISH_TIMEOUT_S = 1.5
 
 
 def error_response(error: BridgeError) -> JSONResponse:
-    return JSONResponse({"ok": False, "error": str(error)}, status_code=http_status(error))
+    status = http_status(error)
+    # A caller learns what was wrong with its request, never details of our own failures.
+    message = str(error) if status < 500 else "temporarily unavailable, please retry"
+    return JSONResponse({"ok": False, "error": message}, status_code=status)
 
 
 async def read_body(request: Request) -> bytes:
@@ -91,15 +94,16 @@ class Webhooks:
         return JSONResponse({"ok": True})
 
     async def _publish_or_spool(self, key: str, msg_id: str, payload: bytes) -> None:
-        if not self._spool.pending and self._nc.is_connected:
-            try:
-                await self._publisher.publish(
-                    Stream.OUTBOUND, key, payload, msg_id, ack_timeout=KOMMO_PUBLISH_TIMEOUT_S
-                )
-                return
-            except RetryableError:
-                pass
-        await self._spool.put(Stream.OUTBOUND, key, msg_id, payload)
+        async with self._spool.ordered(key):
+            if self._nc.is_connected and not await self._spool.holds(key):
+                try:
+                    await self._publisher.publish(
+                        Stream.OUTBOUND, key, payload, msg_id, ack_timeout=KOMMO_PUBLISH_TIMEOUT_S
+                    )
+                    return
+                except RetryableError:
+                    pass
+            await self._spool.put(Stream.OUTBOUND, key, msg_id, payload)
 
     @staticmethod
     def _log_refusal(message: str, exc: BridgeError, **context: str) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.bus import Delivery
+from libs.db.retry import persist_after_effect
 from libs.db.schema import kommo_deliveries
 from libs.kommo.client import AmojoClient
 from libs.kommo.payloads import NewMessage, Participant, content_to_message_body
@@ -60,17 +61,21 @@ class KommoDeliverer:
             source_external_id=command.source_external_id,
         )
         sent = await self._amojo.send_message(command.scope_id, message)
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                insert(kommo_deliveries)
-                .values(
-                    msgid=command.msgid,
-                    scope_id=command.scope_id,
-                    kommo_msgid=sent.kommo_msgid,
-                    kommo_chat_id=sent.conversation_id,
+
+        async def record() -> None:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    insert(kommo_deliveries)
+                    .values(
+                        msgid=command.msgid,
+                        scope_id=command.scope_id,
+                        kommo_msgid=sent.kommo_msgid,
+                        kommo_chat_id=sent.conversation_id,
+                    )
+                    .on_conflict_do_nothing()
                 )
-                .on_conflict_do_nothing()
-            )
+
+        await persist_after_effect(record)
         log.info(
             "delivered to kommo",
             extra={

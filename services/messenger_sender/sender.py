@@ -17,6 +17,7 @@ from kommo_bridge.events.v1 import events_pb2
 from libs.bus import Delivery, Publisher, Stream
 from libs.bus.consumer import DEFAULT_MAX_DELIVER
 from libs.config import Settings
+from libs.db.retry import persist_after_effect
 from libs.errors import CredentialRejectedError, PermanentError, RecipientUnavailableError, RetryableError
 from libs.messengers.registry import adapter_for
 from libs.rpc import call
@@ -61,7 +62,7 @@ class MessengerSender:
             await self._report(command, previous)
             return
         outcome = await self._send(command, delivery.attempt)
-        await self._outcomes.save(outcome)
+        await persist_after_effect(lambda: self._outcomes.save(outcome))
         await self._report(command, outcome)
 
     async def _send(self, command: events_pb2.DeliverToMessenger, attempt: int) -> Outcome:
