@@ -120,6 +120,35 @@ async def outbound(sandbox: Sandbox) -> dict[str, float]:
             "rate": len(sent) / span}  # fmt: skip
 
 
+async def unloaded(sandbox: Sandbox, http: httpx.AsyncClient, secret: str, count: int = 50) -> dict[str, float]:
+    """One message at a time, each awaited on the far side before the next: the latency of the
+    pipeline itself, without queueing."""
+    url = f"{sandbox.stack.public_url}/webhooks/telegram/{sandbox.channel.connection_id}"
+    user_id = 10_000  # a warmed-up client
+    conversation = await sandbox.conversation_of(user_id)
+    inbound_ms: list[float] = []
+    outbound_ms: list[float] = []
+    for n in range(count):
+        before = len(await sandbox.kommo_messages())
+        started = time.time()
+        body = update(20_000_000 + n, user_id, f"solo in {n}")
+        (await http.post(url, content=body, headers={"X-Telegram-Bot-Api-Secret-Token": secret})).raise_for_status()
+        arrived = await wait_count(sandbox.kommo_messages, before + 1)
+        inbound_ms.append((arrived[-1]["received_at"] - started) * 1000)
+
+        before = len(await sandbox.telegram_sent())
+        started = time.time()
+        await sandbox.manager_writes(conversation, f"solo out {n}")
+        sent = await wait_count(sandbox.telegram_sent, before + 1)
+        outbound_ms.append((sent[-1]["at"] - started) * 1000)
+    return {
+        "in_p50": percentile(inbound_ms, 0.5),
+        "in_p99": percentile(inbound_ms, 0.99),
+        "out_p50": percentile(outbound_ms, 0.5),
+        "out_p99": percentile(outbound_ms, 0.99),
+    }
+
+
 async def hammer(url: str, bodies: list[bytes], headers: dict[str, str]) -> float:
     """Requests per second answered 2xx, with CONCURRENCY requests in flight. aiohttp's client, as
     httpx's own overhead (~1k requests/s here) would hide the server's speed."""
@@ -157,7 +186,8 @@ async def run(stack: Stack, bare_port: int) -> dict[str, Any]:
         sandbox = Sandbox(stack, channel, http)
         secret = await sandbox.webhook_secret()
         await warm_up(sandbox)
-        results: dict[str, Any] = {"inbound": await inbound(sandbox, http, secret)}
+        results: dict[str, Any] = {"unloaded": await unloaded(sandbox, http, secret)}
+        results["inbound"] = await inbound(sandbox, http, secret)
         results["outbound"] = await outbound(sandbox)
 
         bodies = [update(900_000 + i, 90_000 + i % 500, f"gw {i}") for i in range(GATEWAY_REQUESTS)]
@@ -176,7 +206,13 @@ def report(results: dict[str, Any]) -> str:
         f"Command: make bench (BENCH_CLIENTS={CLIENTS} BENCH_PER_CLIENT={PER_CLIENT} "
         f"BENCH_GATEWAY_REQUESTS={GATEWAY_REQUESTS})",
         "",
-        "| measure | messages | p50 latency | p99 latency | sustained |",
+        "| one message at a time (no queueing) | p50 latency | p99 latency |",
+        "|---|---|---|",
+        f"| client → Kommo | {results['unloaded']['in_p50']:.0f} ms | {results['unloaded']['in_p99']:.0f} ms |",
+        f"| Kommo → client | {results['unloaded']['out_p50']:.0f} ms | {results['unloaded']['out_p99']:.0f} ms |",
+        "",
+        f"| {CLIENTS} conversations at once, {PER_CLIENT} messages each | messages | p50 latency | p99 latency "
+        "| sustained |",
         "|---|---|---|---|---|",
     ]
     for direction, label in (("inbound", "client → Kommo"), ("outbound", "Kommo → client")):

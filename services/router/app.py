@@ -16,6 +16,7 @@ from libs.rpc import GrpcServer, open_channel
 from libs.runtime import TtlCache
 from services.router.channels import ChannelConnector
 from services.router.connections import ConnectionStore
+from services.router.context import RoutingContext
 from services.router.conversations import ConversationStore
 from services.router.inbound import InboundRouter
 from services.router.outbound import OutboundRouter
@@ -38,8 +39,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     connection_store = ConnectionStore(engine)
     connections = TtlCache(CONNECTION_CACHE_TTL_S, connection_store.get)
     conversations = ConversationStore(engine)
-    inbound = InboundRouter(connections, conversations, publisher)
-    outbound = OutboundRouter(connections, conversations, publisher)
+    context = RoutingContext(connections, conversations, publisher)
+    inbound = InboundRouter(context)
+    outbound = OutboundRouter(context)
     consumers = [
         Consumer(js, consumer="router", stream=Stream.INBOUND, partitions=settings.partitions, handler=inbound.handle),
         Consumer(

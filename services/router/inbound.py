@@ -7,11 +7,9 @@ import logging
 from google.protobuf.json_format import MessageToDict
 from kommo_bridge.events.v1 import events_pb2
 
-from libs.bus import Delivery, Publisher, Stream
+from libs.bus import Delivery, Stream
 from libs.errors import PermanentError
-from libs.runtime import TtlCache
-from services.router.connections import ConnectionRecord
-from services.router.conversations import ConversationStore
+from services.router.context import RoutingContext
 
 log = logging.getLogger(__name__)
 
@@ -22,15 +20,10 @@ def client_id_for(connection_id: str, sender_id: str) -> str:
 
 
 class InboundRouter:
-    def __init__(
-        self,
-        connections: TtlCache[str, ConnectionRecord],
-        conversations: ConversationStore,
-        publisher: Publisher,
-    ) -> None:
-        self._connections = connections
-        self._conversations = conversations
-        self._publisher = publisher
+    def __init__(self, context: RoutingContext) -> None:
+        self._connections = context.connections
+        self._conversations = context.conversations
+        self._publisher = context.publisher
 
     async def handle(self, delivery: Delivery) -> None:
         event = delivery.decode(events_pb2.InboundMessage)

@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from libs.emulation import EmulatorMiddleware, Fault, control_routes
 from libs.emulation.middleware import CONTROL_PREFIX
+from libs.messengers.telegram.adapter import CHAT_ACTIONS
 from libs.messengers.telegram.emulator_state import (
     Bot,
     Chat,
@@ -36,21 +37,6 @@ from libs.messengers.telegram.emulator_state import (
 
 __all__ = ["DeliveryResult", "SentMessage", "TelegramEmulator", "TelegramState", "create_telegram_emulator", "main"]
 
-CHAT_ACTIONS = frozenset(
-    {
-        "typing",
-        "upload_photo",
-        "record_video",
-        "upload_video",
-        "record_voice",
-        "upload_voice",
-        "upload_document",
-        "choose_sticker",
-        "find_location",
-        "record_video_note",
-        "upload_video_note",
-    }
-)
 _SECRET_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _INT_RE = re.compile(r"^-?\d+$")
 _WEBHOOK_PORTS = (80, 88, 443, 8443)
