@@ -191,11 +191,15 @@ async def run(stack: Stack, bare_port: int) -> dict[str, Any]:
         results["inbound"] = await inbound(sandbox, http, secret)
         results["outbound"] = await outbound(sandbox)
 
+        results["rss_mib"] = rss_mib(stack)
+        # The gateway alone: consumers stopped (their work waits in JetStream), so the two servers
+        # compared here have the machine to themselves in turn.
+        for name in ("router", "kommo_sender", "messenger_sender"):
+            await asyncio.to_thread(stack.processes[name].stop)
         bodies = [update(900_000 + i, 90_000 + i % 500, f"gw {i}") for i in range(GATEWAY_REQUESTS)]
         results["bare_starlette_rps"] = await hammer(f"http://127.0.0.1:{bare_port}/hook", bodies, {})
         gateway_url = f"{stack.public_url}/webhooks/telegram/{channel.connection_id}"
         results["gateway_rps"] = await hammer(gateway_url, bodies, {"X-Telegram-Bot-Api-Secret-Token": secret})
-        results["rss_mib"] = rss_mib(stack)
     return results
 
 
@@ -229,7 +233,7 @@ def report(results: dict[str, Any]) -> str:
         f"| gateway `/webhooks/telegram/…` (verify, parse, publish, PubAck) | {results['gateway_rps']:.0f} |",
         f"| bare Starlette endpoint, same uvicorn and client | {results['bare_starlette_rps']:.0f} |",
         "",
-        "| process | resident memory after the run |",
+        "| process | resident memory after the message phases |",
         "|---|---|",
         *(f"| {name} | {mib:.0f} MiB |" for name, mib in results["rss_mib"].items()),
     ]
