@@ -57,6 +57,11 @@ class Settings(BaseSettings):
 
     kommo_amojo_url: str = "https://amojo.kommo.com"
     kommo_account_url: str = "https://{domain}"
+    # Where an admin grants access (the install link points here).
+    kommo_oauth_url: str = "https://www.kommo.com/oauth"
+    # Install redirects naming any other domain are refused: the code exchange sends our client
+    # secret to that domain.
+    kommo_domain_suffixes: str = "kommo.com,amocrm.com,amocrm.ru"
     kommo_client_id: str = ""
     kommo_client_secret: SecretStr = SecretStr("")
     kommo_redirect_uri: str = ""
@@ -117,6 +122,10 @@ class Settings(BaseSettings):
     @cached_property
     def keyring(self) -> list[tuple[str, bytes]]:
         return parse_master_keys(self.master_keys.get_secret_value())
+
+    @property
+    def kommo_domains(self) -> tuple[str, ...]:
+        return tuple(part.strip().lower() for part in self.kommo_domain_suffixes.split(",") if part.strip())
 
     @property
     def nats_servers(self) -> list[str]:

@@ -6,3 +6,11 @@ KOMMO_CHANNEL_SECRET = "kommo.channel_secret"
 # Per messenger connection (owner = connection id).
 MESSENGER_TOKEN = "messenger.token"
 MESSENGER_WEBHOOK_SECRET = "messenger.webhook_secret"
+
+# Per Kommo installation (owner = installation_owner(account_id)).
+KOMMO_ACCESS_TOKEN = "kommo.access_token"
+KOMMO_REFRESH_TOKEN = "kommo.refresh_token"
+
+
+def installation_owner(account_id: str) -> str:
+    return f"installation:{account_id}"

@@ -49,6 +49,24 @@ installations = Table(
     Column("state", String(32), nullable=False, server_default="active"),
     _created_at(),
     Column("connected_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("domain", String(255), nullable=False, server_default=""),
+    Column("kommo_account_id", BigInteger, nullable=False, server_default="0"),
+    # "oauth" (access + refresh token, refreshed by auth) or "long_lived" (a private integration).
+    Column("token_kind", String(16), nullable=False, server_default=""),
+    Column("token_expires_at", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=False, server_default=""),
+    Index("ix_installations_kommo_account_id", "kommo_account_id"),
+    comment="owner: auth",
+)
+
+# auth: the `state` of install links the bridge issued (single use, short-lived: CSRF protection).
+oauth_states = Table(
+    "oauth_states",
+    metadata,
+    Column("state", String(64), primary_key=True),
+    _created_at(),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True), nullable=True),
     comment="owner: auth",
 )
 

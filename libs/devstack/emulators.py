@@ -12,6 +12,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from libs.kommo.emulator import create_amojo_emulator
+from libs.kommo.emulator.accounts import create_account_emulator
 from libs.logs import configure_logging
 from libs.messengers.telegram.emulator import create_telegram_emulator
 from libs.messengers.telegram.flood import FloodLimits
@@ -44,6 +45,10 @@ def main() -> None:
     parser.add_argument("--channel-code", default="amo.ext.sandbox")
     parser.add_argument("--hook-url", required=True, help="the channel webhook URL, with :scope_id")
     parser.add_argument("--telegram-limits", choices=["on", "off"], default="on")
+    parser.add_argument("--accounts-port", type=int, required=True, help="Kommo's account side (OAuth, REST)")
+    parser.add_argument("--client-id", required=True, help="the integration's OAuth client id")
+    parser.add_argument("--client-secret-file", required=True, help="file holding the integration's secret")
+    parser.add_argument("--redirect-uri", required=True)
     args = parser.parse_args()
     configure_logging("emulators")
 
@@ -54,7 +59,16 @@ def main() -> None:
     telegram_app, telegram = create_telegram_emulator()
     if args.telegram_limits == "off":
         telegram.flood.configure(FloodLimits(enabled=False))
-    asyncio.run(serve_all({"kommo": (amojo_app, args.kommo_port), "telegram": (telegram_app, args.telegram_port)}))
+    with open(args.client_secret_file) as handle:
+        client_secret = handle.read().strip()
+    accounts_app, accounts = create_account_emulator()
+    accounts.register_integration(args.client_id, client_secret, args.redirect_uri)
+    apps: dict[str, tuple[ASGIApp, int]] = {
+        "kommo": (amojo_app, args.kommo_port),
+        "kommo-accounts": (accounts_app, args.accounts_port),
+        "telegram": (telegram_app, args.telegram_port),
+    }
+    asyncio.run(serve_all(apps))
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ class Stack:
         secrets_dir = self.data_dir / "secrets"
         self.gateway_port = self.gateway_port or free_port()
         self.auth_port, self.router_port = free_port(), free_port()
-        self.kommo_port, self.telegram_port = free_port(), free_port()
+        self.kommo_port, self.telegram_port, self.accounts_port = free_port(), free_port(), free_port()
         self.master_keys = os.environ.get("BRIDGE_MASTER_KEYS") or _private_file(
             secrets_dir / "master_keys", generate_key_spec("k1")
         )
@@ -73,6 +73,8 @@ class Stack:
             self.channel_id = _private_file(secrets_dir / "sandbox_channel_id", str(uuid.uuid4()))
             self.channel_secret_file = secrets_dir / "sandbox_channel_secret"
             self.channel_secret = _private_file(self.channel_secret_file, secrets.token_hex(20))
+            self.client_id = _private_file(secrets_dir / "sandbox_client_id", str(uuid.uuid4()))
+            self.client_secret = _private_file(secrets_dir / "sandbox_client_secret", secrets.token_urlsafe(32))
             self.sandbox_bot_token = _private_file(
                 secrets_dir / "sandbox_bot_token", f"{secrets.randbelow(9 * 10**9) + 10**9}:{secrets.token_urlsafe(26)}"
             )
@@ -84,6 +86,11 @@ class Stack:
     @property
     def kommo_url(self) -> str:
         return f"http://127.0.0.1:{self.kommo_port}"
+
+    @property
+    def kommo_accounts_url(self) -> str:
+        """The emulated Kommo account side (OAuth, REST v4), every account under /accounts/<domain>."""
+        return f"http://127.0.0.1:{self.accounts_port}"
 
     @property
     def telegram_url(self) -> str:
@@ -113,6 +120,11 @@ class Stack:
                     "BRIDGE_KOMMO_CHANNEL_ID": self.channel_id,
                     "BRIDGE_KOMMO_CHANNEL_SECRET": self.channel_secret,
                     "BRIDGE_KOMMO_CHANNEL_CODE": "amo.ext.sandbox",
+                    "BRIDGE_KOMMO_CLIENT_ID": self.client_id,
+                    "BRIDGE_KOMMO_CLIENT_SECRET": self.client_secret,
+                    "BRIDGE_KOMMO_REDIRECT_URI": f"{self.public_url}/oauth/callback",
+                    "BRIDGE_KOMMO_ACCOUNT_URL": f"{self.kommo_accounts_url}/accounts/{{domain}}",
+                    "BRIDGE_KOMMO_OAUTH_URL": f"{self.kommo_accounts_url}/oauth",
                 }
             )
         else:
@@ -120,9 +132,11 @@ class Stack:
         env.update(self.extra_env)
         return env
 
-    def _process(self, name: str, argv: list[str]) -> ManagedProcess:
+    def _process(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> ManagedProcess:
         color = COLORS[len(self.processes) % len(COLORS)]
-        process = ManagedProcess(name, argv, self.env(), self.data_dir / "logs", echo=self.echo, color=color)
+        process = ManagedProcess(
+            name, argv, {**self.env(), **(env or {})}, self.data_dir / "logs", echo=self.echo, color=color
+        )
         self.processes[name] = process
         return process
 
@@ -135,6 +149,10 @@ class Stack:
                     sys.executable, "-m", "libs.devstack.emulators",
                     "--kommo-port", str(self.kommo_port),
                     "--telegram-port", str(self.telegram_port),
+                    "--accounts-port", str(self.accounts_port),
+                    "--client-id", self.client_id,
+                    "--client-secret-file", str(self.data_dir / "secrets" / "sandbox_client_secret"),
+                    "--redirect-uri", f"{self.public_url}/oauth/callback",
                     "--channel-id", self.channel_id,
                     "--channel-secret-file", str(self.channel_secret_file),
                     "--hook-url", f"{self.public_url}/webhooks/kommo/:scope_id",
@@ -146,9 +164,10 @@ class Stack:
         for name in SERVICES:
             self.start_service(name)
 
-    def start_service(self, name: str, instance: str = "") -> ManagedProcess:
+    def start_service(self, name: str, instance: str = "", env: dict[str, str] | None = None) -> ManagedProcess:
+        """Start (or restart) a service; `instance` and `env` run a further replica with its own settings."""
         process = self.processes.get(name + instance) or self._process(
-            name + instance, [sys.executable, "-m", f"services.{name}"]
+            name + instance, [sys.executable, "-m", f"services.{name}"], env
         )
         process.start()
         process.wait_ready()
@@ -194,6 +213,7 @@ class Stack:
             "kommo_url": self.kommo_url,
             "telegram_url": self.telegram_url,
             "gateway_url": self.public_url,
+            "accounts_url": self.kommo_accounts_url,
             "auth_addr": f"127.0.0.1:{self.auth_port}",
             "router_addr": f"127.0.0.1:{self.router_port}",
             "account_id": channel.account_id,

@@ -8,7 +8,7 @@ from libs.errors import (
     AuthError,
     BadRequestError,
     BridgeError,
-    MissingCredentialError,
+    CredentialRejectedError,
     NotFoundError,
     PermanentError,
     RetryableError,
@@ -20,9 +20,7 @@ def code_for(error: BaseException) -> grpc.StatusCode:
         return grpc.StatusCode.NOT_FOUND
     if isinstance(error, BadRequestError):
         return grpc.StatusCode.INVALID_ARGUMENT
-    if isinstance(error, MissingCredentialError):
-        return grpc.StatusCode.UNAUTHENTICATED
-    if isinstance(error, AuthError):
+    if isinstance(error, AuthError):  # a signature or stored credential; never our service token
         return grpc.StatusCode.PERMISSION_DENIED
     if isinstance(error, PermanentError):
         return grpc.StatusCode.FAILED_PRECONDITION
@@ -34,10 +32,12 @@ def error_for(code: grpc.StatusCode, details: str) -> BridgeError:
         return NotFoundError(details)
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return BadRequestError(details)
-    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-        # Our own service credential was refused: a deployment problem an operator fixes, so the
-        # work waits (retryable) instead of being thrown away.
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        # Our own service credential was refused (only the interceptor answers this): a deployment
+        # problem an operator fixes, so the work waits instead of being thrown away.
         return RetryableError(f"service credential refused ({details}); check BRIDGE_SERVICE_TOKEN")
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return CredentialRejectedError(details)
     if code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.OUT_OF_RANGE):
         return PermanentError(details)
     return RetryableError(details or code.name)

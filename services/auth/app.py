@@ -12,11 +12,15 @@ from libs.config import ConfigError, Settings, parse_master_keys
 from libs.crypto import Keyring
 from libs.db import create_engine
 from libs.kommo.client import AmojoClient
+from libs.kommo.oauth import KommoAccountClient
 from libs.rpc import GrpcServer
 from libs.secret_names import KOMMO_CHANNEL_OWNER, KOMMO_CHANNEL_SECRET
+from services.auth.install_states import InstallStates
 from services.auth.installations import InstallationStore
+from services.auth.installer import Installer
 from services.auth.secret_store import SecretStore
 from services.auth.servicer import AuthServicer
+from services.auth.tokens import TokenKeeper
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +44,27 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             settings.kommo_channel_secret.get_secret_value(),
             http,
         )
+        installations = InstallationStore(engine)
+        oauth = KommoAccountClient(settings.kommo_account_url, http, allowed_suffixes=settings.kommo_domains)
+        tokens = TokenKeeper(engine, installations, secrets, oauth, settings)
+        installer = Installer(engine, settings, InstallStates(engine), installations, secrets, tokens, oauth, amojo)
         servicer = AuthServicer(
-            secrets, InstallationStore(engine), amojo, settings.kommo_channel_id, settings.kommo_channel_code
+            secrets,
+            installations,
+            amojo,
+            installer,
+            tokens,
+            settings.kommo_channel_id,
+            settings.kommo_channel_code,
         )
         server = GrpcServer(
             settings.service_token.get_secret_value(), [auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name]
         )
         auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server.server)
         port = await server.start(settings.auth_grpc_addr)
+        tokens.start()
         log.info("ready", extra={"port": port})
         await stop.wait()
         await server.stop()
+        await tokens.stop()
     await engine.dispose()

@@ -1,16 +1,25 @@
-"""Kommo accounts the chat channel is connected to (amojo `connect` gives each its scope_id)."""
+"""Kommo accounts the chat channel is connected to (amojo `connect` gives each its scope_id), and
+where each stands with its REST tokens."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from libs.db.schema import installations
 from libs.errors import NotFoundError
+
+ACTIVE = "active"
+NEEDS_REAUTH = "needs_reauth"
+UNINSTALLED = "uninstalled"
+
+OAUTH_TOKENS = "oauth"
+LONG_LIVED_TOKEN = "long_lived"  # noqa: S105
 
 
 @dataclass(frozen=True)
@@ -20,33 +29,86 @@ class Installation:
     title: str
     state: str
     connected_at: datetime
+    domain: str = ""
+    kommo_account_id: int = 0
+    token_kind: str = ""
+    token_expires_at: datetime | None = None
+    last_error: str = ""
 
 
-def _from_row(row: Row[tuple[str, str, str, str, datetime]]) -> Installation:
-    return Installation(row.account_id, row.scope_id, row.title, row.state, row.connected_at)
+_FIELDS = list(Installation.__dataclass_fields__)
+_COLUMNS = [installations.c[name] for name in _FIELDS]
+
+
+def _from_row(row: Any) -> Installation:
+    return Installation(**{name: getattr(row, name) for name in _FIELDS})
 
 
 class InstallationStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def save(self, account_id: str, scope_id: str, title: str) -> Installation:
+    async def save(
+        self,
+        account_id: str,
+        scope_id: str,
+        title: str,
+        *,
+        domain: str = "",
+        kommo_account_id: int = 0,
+        token_kind: str = "",
+        token_expires_at: datetime | None = None,
+        conn: AsyncConnection | None = None,
+    ) -> None:
+        """Create or (on reinstall) refresh an installation; the account's other data is kept."""
+        values = {
+            "scope_id": scope_id,
+            "title": title,
+            "state": ACTIVE,
+            "domain": domain,
+            "kommo_account_id": kommo_account_id,
+            "token_kind": token_kind,
+            "token_expires_at": token_expires_at,
+            "last_error": "",
+        }
         statement = (
             insert(installations)
-            .values(account_id=account_id, scope_id=scope_id, title=title, state="active")
+            .values(account_id=account_id, **values)
             .on_conflict_do_update(
-                index_elements=[installations.c.account_id],
-                set_={"scope_id": scope_id, "title": title, "state": "active", "connected_at": func.now()},
+                index_elements=[installations.c.account_id], set_={**values, "connected_at": func.now()}
             )
         )
-        async with self._engine.begin() as conn:
+        if conn is not None:
             await conn.execute(statement)
-        return await self.by_account(account_id)
+        else:
+            async with self._engine.begin() as own:
+                await own.execute(statement)
 
-    async def _one(self, where: object) -> Installation:
-        columns = [installations.c[name] for name in ("account_id", "scope_id", "title", "state", "connected_at")]
+    async def set_state(self, account_id: str, state: str, error: str = "", *, conn: AsyncConnection) -> None:
+        await conn.execute(
+            update(installations)
+            .where(installations.c.account_id == account_id)
+            .values(state=state, last_error=error[:500])
+        )
+
+    async def set_token_expiry(self, account_id: str, expires_at: datetime, *, conn: AsyncConnection) -> None:
+        await conn.execute(
+            update(installations)
+            .where(installations.c.account_id == account_id)
+            .values(token_expires_at=expires_at, state=ACTIVE, last_error="")
+        )
+
+    async def lock(self, account_id: str, conn: AsyncConnection) -> Installation:
+        """The installation row, locked for the rest of `conn`'s transaction (single-flight refresh)."""
+        query = select(*_COLUMNS).where(installations.c.account_id == account_id).with_for_update()
+        row = (await conn.execute(query)).first()
+        if row is None:
+            raise NotFoundError("no such Kommo installation")
+        return _from_row(row)
+
+    async def _one(self, where: Any) -> Installation:
         async with self._engine.connect() as conn:
-            row = (await conn.execute(select(*columns).where(where))).first()  # type: ignore[arg-type]
+            row = (await conn.execute(select(*_COLUMNS).where(where))).first()
         if row is None:
             raise NotFoundError("no such Kommo installation")
         return _from_row(row)
@@ -57,8 +119,19 @@ class InstallationStore:
     async def by_scope(self, scope_id: str) -> Installation:
         return await self._one(installations.c.scope_id == scope_id)
 
-    async def all(self) -> list[Installation]:
-        columns = [installations.c[name] for name in ("account_id", "scope_id", "title", "state", "connected_at")]
+    async def by_kommo_account(self, kommo_account_id: int) -> Installation:
+        return await self._one(installations.c.kommo_account_id == kommo_account_id)
+
+    async def due_for_refresh(self, before: datetime) -> list[str]:
+        query = select(installations.c.account_id).where(
+            installations.c.token_kind == OAUTH_TOKENS,
+            installations.c.state == ACTIVE,
+            installations.c.token_expires_at < before,
+        )
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(select(*columns).order_by(installations.c.connected_at))).all()
+            return [row.account_id for row in (await conn.execute(query)).all()]
+
+    async def all(self) -> list[Installation]:
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(select(*_COLUMNS).order_by(installations.c.connected_at))).all()
         return [_from_row(row) for row in rows]

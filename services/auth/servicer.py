@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -12,9 +13,15 @@ from libs.kommo.client import AmojoClient
 from libs.rpc import rpc_errors
 from libs.secret_names import KOMMO_CHANNEL_OWNER, KOMMO_CHANNEL_SECRET
 from services.auth.installations import Installation, InstallationStore
+from services.auth.installer import Installer
 from services.auth.secret_store import SecretStore
+from services.auth.tokens import TokenKeeper
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _ms(moment: datetime | None) -> int:
+    return int(moment.timestamp() * 1000) if moment else 0
 
 
 def _installation_pb(item: Installation) -> auth_pb2.Installation:
@@ -23,7 +30,12 @@ def _installation_pb(item: Installation) -> auth_pb2.Installation:
         scope_id=item.scope_id,
         title=item.title,
         state=item.state,
-        connected_at_ms=int(item.connected_at.timestamp() * 1000),
+        connected_at_ms=_ms(item.connected_at),
+        domain=item.domain,
+        kommo_account_id=item.kommo_account_id,
+        token_kind=item.token_kind,
+        token_expires_at_ms=_ms(item.token_expires_at),
+        last_error=item.last_error,
     )
 
 
@@ -33,12 +45,16 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         secrets: SecretStore,
         installations: InstallationStore,
         amojo: AmojoClient,
+        installer: Installer,
+        tokens: TokenKeeper,
         channel_id: str,
         channel_code: str,
     ) -> None:
         self._secrets = secrets
         self._installations = installations
         self._amojo = amojo
+        self._installer = installer
+        self._tokens = tokens
         self._channel_id = channel_id
         self._channel_code = channel_code
 
@@ -73,8 +89,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         if not request.account_id:
             raise BadRequestError("account_id (the account's amojo id) is required")
         result = await self._amojo.connect(request.account_id, request.title or "Kommo Bridge")
-        saved = await self._installations.save(request.account_id, result.scope_id, request.title or "Kommo Bridge")
-        return _installation_pb(saved)
+        await self._installations.save(request.account_id, result.scope_id, request.title or "Kommo Bridge")
+        return _installation_pb(await self._installations.by_account(request.account_id))
 
     @rpc_errors
     async def GetInstallation(
@@ -93,3 +109,40 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.ListInstallationsResponse(
             installations=[_installation_pb(item) for item in await self._installations.all()]
         )
+
+    @rpc_errors
+    async def CreateInstallLink(
+        self, request: auth_pb2.CreateInstallLinkRequest, context: Context
+    ) -> auth_pb2.InstallLink:
+        url, state = await self._installer.install_link()
+        return auth_pb2.InstallLink(url=url, state=state)
+
+    @rpc_errors
+    async def CompleteInstall(
+        self, request: auth_pb2.CompleteInstallRequest, context: Context
+    ) -> auth_pb2.Installation:
+        installation = await self._installer.complete(
+            request.code, request.referer, request.client_id, request.state, request.from_widget
+        )
+        return _installation_pb(installation)
+
+    @rpc_errors
+    async def InstallWithToken(
+        self, request: auth_pb2.InstallWithTokenRequest, context: Context
+    ) -> auth_pb2.Installation:
+        return _installation_pb(await self._installer.with_token(request.domain, request.access_token))
+
+    @rpc_errors
+    async def Uninstall(self, request: auth_pb2.UninstallRequest, context: Context) -> auth_pb2.Installation:
+        installation = await self._installer.uninstall(request.client_uuid, request.kommo_account_id, request.signature)
+        return _installation_pb(installation)
+
+    @rpc_errors
+    async def GetAccessToken(self, request: auth_pb2.GetAccessTokenRequest, context: Context) -> auth_pb2.AccessToken:
+        token, expires = await self._tokens.access_token(request.account_id)
+        return auth_pb2.AccessToken(access_token=token, expires_at_ms=_ms(expires))
+
+    @rpc_errors
+    async def RotateKeys(self, request: auth_pb2.RotateKeysRequest, context: Context) -> auth_pb2.RotateKeysResponse:
+        count = await self._secrets.rotate()
+        return auth_pb2.RotateKeysResponse(reencrypted=count, key_id=self._secrets.current_key_id)

@@ -18,13 +18,14 @@ from libs.config import Settings
 from libs.db import create_engine
 from libs.rpc import open_channel
 from services.gateway.credentials import GatewayCredentials
+from services.gateway.installs import Installs
 from services.gateway.spool import HookSpool
 from services.gateway.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
 
-def create_app(webhooks: Webhooks, nc: NATS, spool: HookSpool) -> Starlette:
+def create_app(webhooks: Webhooks, installs: Installs, nc: NATS, spool: HookSpool) -> Starlette:
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True})
 
@@ -45,6 +46,9 @@ def create_app(webhooks: Webhooks, nc: NATS, spool: HookSpool) -> Starlette:
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/oauth/install", installs.start),
+            Route("/oauth/callback", installs.callback),
+            Route("/oauth/uninstall", installs.uninstall),
             Route("/webhooks/kommo/{scope_id}", webhooks.kommo, methods=["POST"]),
             Route("/webhooks/{platform}/{connection_id}", webhooks.messenger, methods=["POST"]),
         ]
@@ -60,9 +64,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     publisher = Publisher(js, settings.partitions)
     spool = HookSpool(engine, publisher)
     auth_channel = open_channel(settings.auth_grpc_addr, settings.service_token.get_secret_value())
-    credentials = GatewayCredentials(auth_pb2_grpc.AuthServiceStub(auth_channel))
+    auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
+    credentials = GatewayCredentials(auth)
     await credentials.wait_for_channel(stop)
-    app = create_app(Webhooks(credentials, publisher, spool, nc), nc, spool)
+    app = create_app(Webhooks(credentials, publisher, spool, nc), Installs(auth), nc, spool)
 
     config = uvicorn.Config(
         app,

@@ -1,0 +1,132 @@
+"""The account emulator's own `/_emulator/…` routes, beside the shared requests/faults ones: register
+integrations and accounts, issue codes (or send the install redirect), revoke, inspect OAuth use, and
+send the uninstall hook. Answers never contain a client secret, an access token or a refresh token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from libs.errors import BadRequestError, BridgeError, NotFoundError
+from libs.kommo.emulator.accounts.state import AccountsState
+from libs.kommo.emulator.validation import bool_field, int_field, json_object, str_field
+
+
+def _error(error: BridgeError) -> Response:
+    return JSONResponse({"error": str(error)}, status_code=404 if isinstance(error, NotFoundError) else 400)
+
+
+async def _optional_object(request: Request) -> dict[str, Any]:
+    body = await request.body()
+    return json_object(body) if body.strip() else {}
+
+
+def account_control_routes(state: AccountsState) -> list[Route]:
+    """`/_emulator/integrations`, `/_emulator/accounts`, `/_emulator/accounts/{domain}/…`, `/_emulator/hooks`."""
+
+    async def integrations(request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse({"integrations": [i.to_json() for i in state.integrations()]})
+        try:
+            data = json_object(await request.body())
+            integration = state.register_integration(
+                str_field(data, "client_id", "", required=True),
+                str_field(data, "client_secret", "", required=True),
+                str_field(data, "redirect_uri", "", required=True),
+            )
+        except BridgeError as error:
+            return _error(error)
+        return JSONResponse({"integration": integration.to_json()}, status_code=201)
+
+    async def accounts(request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse({"accounts": [a.to_json() for a in state.accounts()]})
+        try:
+            data = json_object(await request.body())
+            account = state.create_account(
+                str_field(data, "domain", "", required=True),
+                str_field(data, "amojo_id", "", required=True),
+                int_field(data, "account_id", "", required=True) or 0,
+                str_field(data, "name", ""),
+                current_user_id=int_field(data, "current_user_id", "") or 0,
+                country=str_field(data, "country", "") or "US",
+                paid=bool_field(data, "paid", "") if "paid" in data else True,
+            )
+        except BridgeError as error:
+            return _error(error)
+        return JSONResponse({"account": account.to_json()}, status_code=201)
+
+    async def codes(request: Request) -> Response:
+        domain = request.path_params["domain"]
+        try:
+            data = await _optional_object(request)
+            client_id = str_field(data, "client_id", "")
+            code = state.issue_code(domain, client_id)
+            redirect_url = state.install_redirect_url(domain, code, client_id)
+        except BridgeError as error:
+            return _error(error)
+        return JSONResponse({"code": code, "redirect_url": redirect_url}, status_code=201)
+
+    async def install(request: Request) -> Response:
+        try:
+            data = await _optional_object(request)
+            call = await state.send_install_hook(request.path_params["domain"], str_field(data, "client_id", ""))
+        except BridgeError as error:
+            return _error(error)
+        return JSONResponse({"code": call.code, "hook": call.to_json()})
+
+    async def revoke(request: Request) -> Response:
+        try:
+            revoked = state.revoke(request.path_params["domain"])
+        except BridgeError as error:
+            return _error(error)
+        return JSONResponse({"revoked": revoked})
+
+    async def paid(request: Request) -> Response:
+        try:
+            data = json_object(await request.body())
+            if "paid" not in data:
+                raise BadRequestError("paid is required")
+            value = bool_field(data, "paid", "")
+            state.set_paid(request.path_params["domain"], value)
+        except BridgeError as error:
+            return _error(error)
+        return JSONResponse({"paid": value})
+
+    async def oauth(request: Request) -> Response:
+        try:
+            return JSONResponse(state.oauth_summary(request.path_params["domain"]))
+        except BridgeError as error:
+            return _error(error)
+
+    async def uninstall_hook(request: Request) -> Response:
+        try:
+            data = json_object(await request.body())
+            status = await state.send_uninstall_hook(
+                request.path_params["domain"],
+                str_field(data, "url", "", required=True),
+                str_field(data, "client_id", ""),
+            )
+        except BridgeError as error:
+            return _error(error)
+        return JSONResponse({"status_code": status})
+
+    async def hooks(request: Request) -> Response:
+        return JSONResponse({"hooks": [h.to_json() for h in state.hook_calls()]})
+
+    c = "/_emulator/"
+    a = c + "accounts/{domain}/"
+    return [
+        Route(c + "integrations", integrations, methods=["GET", "POST"]),
+        Route(c + "accounts", accounts, methods=["GET", "POST"]),
+        Route(a + "codes", codes, methods=["POST"]),
+        Route(a + "install", install, methods=["POST"]),
+        Route(a + "revoke", revoke, methods=["POST"]),
+        Route(a + "paid", paid, methods=["POST"]),
+        Route(a + "oauth", oauth, methods=["GET"]),
+        Route(a + "uninstall_hook", uninstall_hook, methods=["POST"]),
+        Route(c + "hooks", hooks, methods=["GET"]),
+    ]
