@@ -74,17 +74,66 @@ async def accounts_list(target: Target, args: argparse.Namespace) -> None:
     auth = auth_pb2_grpc.AuthServiceStub(channel)
     response = await call(auth.ListInstallations, auth_pb2.ListInstallationsRequest())
     await channel.close(None)
-    rows = [(i.account_id, i.title, i.state, _when(i.connected_at_ms)) for i in response.installations]
-    print_table(["account", "title", "state", "connected"], rows)
+    rows = [
+        (
+            i.account_id,
+            i.domain or "-",
+            i.state,
+            i.token_kind or "-",
+            _when(i.token_expires_at_ms) if i.token_expires_at_ms else "-",
+            _when(i.connected_at_ms),
+        )
+        for i in response.installations
+    ]
+    print_table(["account", "domain", "state", "tokens", "token expires", "connected"], rows)
+    for item in response.installations:
+        if item.state == "needs_reauth":
+            print(f"\n{item.domain or item.account_id}: Kommo refused the token refresh ({item.last_error}).")
+            print("  An admin must install the integration again: bridgectl accounts install-link")
+
+
+async def accounts_install_link(target: Target, args: argparse.Namespace) -> None:
+    channel = open_channel(target.auth_addr, target.token)
+    auth = auth_pb2_grpc.AuthServiceStub(channel)
+    link = await call(auth.CreateInstallLink, auth_pb2.CreateInstallLinkRequest())
+    await channel.close(None)
+    print("Open this link as an admin of the Kommo account (valid 30 minutes, once):")
+    print(f"  {link.url}")
+
+
+async def accounts_connect_token(target: Target, args: argparse.Namespace) -> None:
+    token = _read_secret(args.token_file, "long-lived token")
+    channel = open_channel(target.auth_addr, target.token)
+    auth = auth_pb2_grpc.AuthServiceStub(channel)
+    item = await call(
+        auth.InstallWithToken, auth_pb2.InstallWithTokenRequest(domain=args.domain, access_token=token), deadline_s=30
+    )
+    await channel.close(None)
+    print(f"installed into {item.domain} (account {item.account_id}, scope {item.scope_id})")
+
+
+async def keys_rotate(target: Target, args: argparse.Namespace) -> None:
+    channel = open_channel(target.auth_addr, target.token)
+    auth = auth_pb2_grpc.AuthServiceStub(channel)
+    result = await call(auth.RotateKeys, auth_pb2.RotateKeysRequest(), deadline_s=600)
+    await channel.close(None)
+    print(f"re-encrypted {result.reencrypted} secrets under key {result.key_id}; older keys can now be removed")
+
+
+async def keys_generate(target: Target, args: argparse.Namespace) -> None:
+    from libs.crypto import generate_key_spec
+
+    print(generate_key_spec(args.key_id))
+
+
+def _read_secret(path: str | None, what: str) -> str:
+    """From a file, or asked for without echo: never from the command line (shell history, ps)."""
+    return Path(path).read_text().strip() if path else getpass.getpass(f"{what}: ")
 
 
 async def connections_connect(target: Target, args: argparse.Namespace) -> None:
     adapter = adapter_named(args.platform)
-    token = (
-        Path(args.token_file).read_text().strip()  # noqa: ASYNC240 - one small file, in a CLI
-        if args.token_file
-        else getpass.getpass(f"{args.platform} token: ")
-    )
+    token = _read_secret(args.token_file, f"{args.platform} token")
     channel = open_channel(target.router_addr, target.token)
     router = router_pb2_grpc.RouterServiceStub(channel)
     request = router_pb2.ConnectChannelRequest(
@@ -204,7 +253,24 @@ def build_parser() -> argparse.ArgumentParser:
     connect.add_argument("account_id")
     connect.add_argument("--title", default="Kommo Bridge")
     connect.set_defaults(run=accounts_connect)
-    accounts.add_parser("list", help="list connected accounts").set_defaults(run=accounts_list)
+    accounts.add_parser("list", help="list connected accounts and their token state").set_defaults(run=accounts_list)
+    accounts.add_parser("install-link", help="a one-time OAuth install link for an admin").set_defaults(
+        run=accounts_install_link
+    )
+    with_token = accounts.add_parser("connect-token", help="install a private integration with a long-lived token")
+    with_token.add_argument("--domain", required=True, help="the account's domain, e.g. shop.kommo.com")
+    with_token.add_argument("--token-file", help="file holding the token (asked for when omitted)")
+    with_token.set_defaults(run=accounts_connect_token)
+
+    keys = groups.add_parser("keys", help="the master keys that encrypt every secret").add_subparsers(
+        dest="command", required=True
+    )
+    keys.add_parser(
+        "rotate", help="re-encrypt every secret under the newest key in BRIDGE_MASTER_KEYS (while running)"
+    ).set_defaults(run=keys_rotate)
+    generate = keys.add_parser("generate", help="print a new key to put first in BRIDGE_MASTER_KEYS")
+    generate.add_argument("key_id")
+    generate.set_defaults(run=keys_generate)
 
     connections = groups.add_parser("connections", help="messenger channels").add_subparsers(
         dest="command", required=True

@@ -166,9 +166,11 @@ class Stack:
 
     def start_service(self, name: str, instance: str = "", env: dict[str, str] | None = None) -> ManagedProcess:
         """Start (or restart) a service; `instance` and `env` run a further replica with its own settings."""
-        process = self.processes.get(name + instance) or self._process(
-            name + instance, [sys.executable, "-m", f"services.{name}"], env
-        )
+        process = self.processes.get(name + instance)
+        if process is None:
+            process = self._process(name + instance, [sys.executable, "-m", f"services.{name}"], env)
+        elif env:
+            process.env = {**process.env, **env}
         process.start()
         process.wait_ready()
         return process

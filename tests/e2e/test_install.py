@@ -260,3 +260,39 @@ def pg_dump(database_url: str) -> str:
     if url.port:
         args += ["-p", str(url.port)]
     return subprocess.run(args, check=True, capture_output=True, text=True).stdout
+
+
+async def test_key_rotation_under_traffic_leaves_no_ciphertext_under_the_old_key(
+    sandbox: Sandbox, database_url: str
+) -> None:
+    from libs.crypto import generate_key_spec
+    from tests.e2e.test_flow import assert_inbound_exactly_once_in_order, clients_write
+
+    old_keys = sandbox.stack.master_keys
+    old_id = old_keys.split(":", 1)[0]
+    new_key = generate_key_spec("k-rotated")
+    clients = range(7_000_000, 7_000_005)
+    writing = asyncio.create_task(clients_write(sandbox, clients, 8))
+
+    # The operator's procedure: the new key goes first, auth restarts, then `bridgectl keys rotate`.
+    auth = sandbox.stack.processes["auth"]
+    await asyncio.to_thread(auth.stop)
+    await asyncio.to_thread(sandbox.stack.start_service, "auth", "", {"BRIDGE_MASTER_KEYS": f"{new_key},{old_keys}"})
+    channel, stub = auth_stub(sandbox)
+    rotated = await call(stub.RotateKeys, auth_pb2.RotateKeysRequest(), deadline_s=60)
+    await channel.close(None)
+    # The bot token and webhook secret; auth re-stored the channel secret under the new key at start-up.
+    assert rotated.key_id == "k-rotated" and rotated.reencrypted == 2
+
+    await writing
+    await wait_for(lambda: _count_at_least(sandbox, 40), timeout=120, what="every message during the rotation")
+    assert_inbound_exactly_once_in_order(await sandbox.kommo_messages(), clients, 8)
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        key_ids = {row.key_id for row in conn.execute(text("SELECT key_id FROM secrets"))}
+    engine.dispose()
+    assert key_ids == {"k-rotated"}, f"ciphertext left under {key_ids - {'k-rotated'}} (old: {old_id})"
+
+
+async def _count_at_least(sandbox: Sandbox, expected: int) -> bool:
+    return len(await sandbox.kommo_messages()) >= expected
