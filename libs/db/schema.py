@@ -130,6 +130,22 @@ kommo_deliveries = Table(
     comment="owner: kommo_sender",
 )
 
+# kommo_sender: messages of accounts that need re-authorisation, parked in arrival order so they do
+# not block other accounts' partitions; released (re-published) in order once the account is back.
+held_commands = Table(
+    "held_commands",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("scope_id", String(200), nullable=False),
+    Column("ordering_key", String(300), nullable=False),
+    Column("msg_id", String(300), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    _created_at(),
+    Column("released_at", DateTime(timezone=True), nullable=True),
+    Index("ix_held_commands_scope", "scope_id", "id"),
+    comment="owner: kommo_sender",
+)
+
 # kommo_sender: the last delivery status reported to Kommo per manager message; only moves forward.
 kommo_statuses = Table(
     "kommo_statuses",

@@ -8,13 +8,14 @@ import logging
 import httpx
 from kommo_bridge.auth.v1 import auth_pb2, auth_pb2_grpc
 
-from libs.bus import Consumer, Stream, connect, ensure_streams
+from libs.bus import Consumer, Publisher, Stream, connect, ensure_streams
 from libs.config import Settings
 from libs.db import create_engine
 from libs.errors import RetryableError
 from libs.kommo.client import AmojoClient
 from libs.rpc import call, open_channel
 from services.kommo_sender.deliveries import KommoDeliverer
+from services.kommo_sender.holding import AccountGate, ParkingLot
 from services.kommo_sender.statuses import StatusReporter
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     js = nc.jetstream()
     await ensure_streams(js, settings.stream_replicas)
     auth_channel = open_channel(settings.auth_grpc_addr, settings.service_token.get_secret_value())
-    credentials = await fetch_channel_credentials(auth_pb2_grpc.AuthServiceStub(auth_channel), stop)
+    auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
+    credentials = await fetch_channel_credentials(auth, stop)
+    gate = AccountGate(auth)
+    lot = ParkingLot(engine, Publisher(js, settings.partitions), gate)
 
     async with httpx.AsyncClient(timeout=settings.http_timeout_s) as http:
         amojo = AmojoClient(settings.kommo_amojo_url, credentials.channel_id, credentials.channel_secret, http)
@@ -52,7 +56,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                 consumer="kommo_sender",
                 stream=Stream.KOMMO_COMMANDS,
                 partitions=settings.partitions,
-                handler=KommoDeliverer(engine, amojo).handle,
+                handler=KommoDeliverer(engine, amojo, gate, lot).handle,
             ),
             Consumer(
                 js,
@@ -64,8 +68,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         ]
         for consumer in consumers:
             await consumer.start()
+        lot.start()
         log.info("ready", extra={"partitions": settings.partitions})
         await stop.wait()
+        await lot.stop()
         for consumer in consumers:
             await consumer.stop()
     await auth_channel.close(None)

@@ -20,6 +20,7 @@ from libs.db.retry import persist_after_effect
 from libs.db.schema import kommo_deliveries
 from libs.kommo.client import AmojoClient
 from libs.kommo.payloads import NewMessage, Participant, content_to_message_body
+from services.kommo_sender.holding import RELEASED_HEADER, AccountGate, ParkingLot
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,11 @@ def participant_for(command: events_pb2.DeliverToKommo) -> Participant:
 
 
 class KommoDeliverer:
-    def __init__(self, engine: AsyncEngine, amojo: AmojoClient) -> None:
+    def __init__(self, engine: AsyncEngine, amojo: AmojoClient, gate: AccountGate, lot: ParkingLot) -> None:
         self._engine = engine
         self._amojo = amojo
+        self._gate = gate
+        self._lot = lot
 
     async def _already_delivered(self, msgid: str) -> bool:
         async with self._engine.connect() as conn:
@@ -49,6 +52,15 @@ class KommoDeliverer:
 
     async def handle(self, delivery: Delivery) -> None:
         command = delivery.decode(events_pb2.DeliverToKommo)
+        held_id = delivery.headers.get(RELEASED_HEADER)
+        if held_id is None and (await self._gate.held(command.scope_id) or await self._lot.occupied(command.scope_id)):
+            await self._lot.park(command.scope_id, command.conversation_id, f"kommo:{command.msgid}", delivery.data)
+            return
+        await self._deliver(command)
+        if held_id is not None:
+            await self._lot.delivered(int(held_id))
+
+    async def _deliver(self, command: events_pb2.DeliverToKommo) -> None:
         if await self._already_delivered(command.msgid):
             log.info("already in kommo", extra={"message_id": command.msgid})
             return

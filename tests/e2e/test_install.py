@@ -296,3 +296,70 @@ async def test_key_rotation_under_traffic_leaves_no_ciphertext_under_the_old_key
 
 async def _count_at_least(sandbox: Sandbox, expected: int) -> bool:
     return len(await sandbox.kommo_messages()) >= expected
+
+
+async def test_failed_refresh_holds_the_accounts_messages_until_reauthorisation_then_all_arrive_in_order(
+    sandbox: Sandbox, database_url: str
+) -> None:
+    from services.kommo_sender.holding import STATE_TTL_S
+
+    amojo_id = await create_account(sandbox)
+    await install(sandbox)
+    bot = (
+        await sandbox.http.post(
+            f"{sandbox.stack.telegram_url}/_emulator/bots", json={"username": "held_shop_bot", "first_name": "Held"}
+        )
+    ).json()
+    router_channel = open_channel(f"127.0.0.1:{sandbox.stack.router_port}", sandbox.stack.service_token)
+    await call(
+        router_pb2_grpc.RouterServiceStub(router_channel).ConnectChannel,
+        router_pb2.ConnectChannelRequest(
+            account_id=amojo_id, platform=content_pb2.PLATFORM_TELEGRAM, token=bot["token"]
+        ),
+    )
+    await router_channel.close(None)
+    scope_id = f"{sandbox.stack.channel_id}_{amojo_id}"
+
+    # Kommo refuses the refresh: the account needs re-authorisation.
+    await sandbox.http.post(f"{sandbox.stack.kommo_accounts_url}/_emulator/accounts/{DOMAIN}/revoke")
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE installations SET token_expires_at = now() WHERE account_id = :a"), {"a": amojo_id})
+    channel, auth = auth_stub(sandbox)
+    with pytest.raises(CredentialRejectedError):
+        await call(auth.GetAccessToken, auth_pb2.GetAccessTokenRequest(account_id=amojo_id))
+    await channel.close(None)
+    await asyncio.sleep(STATE_TTL_S + 0.5)  # kommo_sender's documented bound on a stale account state
+
+    async def held_client_writes(n: int) -> None:
+        response = await sandbox.http.post(
+            f"{sandbox.stack.telegram_url}/_emulator/clients/messages",
+            json={"bot_id": bot["id"], "user": {"id": 555, "first_name": "Held"}, "text": f"held {n}"},
+        )
+        assert response.json()["status"] == 200
+
+    for n in range(6):
+        await held_client_writes(n)
+        await sandbox.client_writes(6_000_000, f"u6000000 m{n}")  # another account, same partitions
+
+    def parked() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM held_commands")).scalar() or 0)
+
+    await wait_for(lambda: parked() == 6, timeout=60, what="six held messages")
+    # The other account was never blocked by the held one.
+    await wait_for(lambda: _count_at_least(sandbox, 6), timeout=60, what="the other account's messages")
+    assert not [m for m in await sandbox.kommo_messages() if m["scope_id"] == scope_id]
+
+    await install(sandbox)  # an admin re-authorises
+
+    async def released() -> list[str]:
+        return [m["message"]["text"] for m in await sandbox.kommo_messages() if m["scope_id"] == scope_id]
+
+    async def all_released() -> bool:
+        return len(await released()) == 6
+
+    await wait_for(all_released, timeout=60, what="the held messages after re-authorisation")
+    assert await released() == [f"held {n}" for n in range(6)]
+    await wait_for(lambda: parked() == 0, timeout=30, what="an empty parking lot")
+    engine.dispose()
