@@ -19,7 +19,7 @@ from kommo_bridge.router.v1 import router_pb2, router_pb2_grpc
 from sqlalchemy import create_engine, text
 
 from libs.devstack.embedded import free_port
-from libs.errors import CredentialRejectedError
+from libs.errors import BadRequestError, CredentialRejectedError
 from libs.rpc import call, open_channel
 from tests.e2e.sandbox import Sandbox
 from tests.support import wait_for
@@ -363,3 +363,39 @@ async def test_failed_refresh_holds_the_accounts_messages_until_reauthorisation_
     assert await released() == [f"held {n}" for n in range(6)]
     await wait_for(lambda: parked() == 0, timeout=30, what="an empty parking lot")
     engine.dispose()
+
+
+async def test_a_private_integration_installs_with_a_long_lived_token(sandbox: Sandbox) -> None:
+    """Kommo shows a long-lived token once, in the integration's Keys tab; here the emulator's token
+    for the account plays that part: the bridge must use it as is and never try to refresh it."""
+    from libs.kommo.oauth import KommoAccountClient
+
+    amojo_id = await create_account(sandbox, "private.kommo.com")
+    code = (
+        await sandbox.http.post(f"{sandbox.stack.kommo_accounts_url}/_emulator/accounts/private.kommo.com/codes")
+    ).json()["code"]
+    client = KommoAccountClient(f"{sandbox.stack.kommo_accounts_url}/accounts/{{domain}}", sandbox.http)
+    pair = await client.exchange_code(
+        "private.kommo.com",
+        sandbox.stack.client_id,
+        sandbox.stack.client_secret,
+        code,
+        f"{sandbox.stack.public_url}/oauth/callback",
+    )
+    channel, auth = auth_stub(sandbox)
+    installation = await call(
+        auth.InstallWithToken,
+        auth_pb2.InstallWithTokenRequest(domain="private.kommo.com", access_token=pair.access_token),
+        deadline_s=30,
+    )
+    assert installation.account_id == amojo_id and installation.token_kind == "long_lived"
+    assert installation.scope_id == f"{sandbox.stack.channel_id}_{amojo_id}"
+    token = await call(auth.GetAccessToken, auth_pb2.GetAccessTokenRequest(account_id=amojo_id))
+    assert token.access_token == pair.access_token
+    with pytest.raises(BadRequestError):
+        await call(auth.InstallWithToken, auth_pb2.InstallWithTokenRequest(domain="localhost", access_token="x"))
+    await channel.close(None)
+    oauth = (
+        await sandbox.http.get(f"{sandbox.stack.kommo_accounts_url}/_emulator/accounts/private.kommo.com/oauth")
+    ).json()
+    assert oauth["refresh_count"] == 0
