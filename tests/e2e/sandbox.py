@@ -84,6 +84,22 @@ class Sandbox:
         finally:
             await channel.close(None)
 
+    async def pipeline_idle(self) -> bool:
+        """Every consumer of every stream has nothing pending and nothing unacknowledged: no message
+        is on its way anywhere, so nothing more can arrive (and no duplicate can still show up)."""
+        nc = await nats.connect(self.stack.nats_url)
+        try:
+            js = nc.jetstream()
+            for stream in Stream:
+                if stream is Stream.DEAD_LETTERS:
+                    continue
+                for consumer in await js.consumers_info(stream.stream_name):
+                    if consumer.num_pending or consumer.num_ack_pending:
+                        return False
+            return True
+        finally:
+            await nc.close()
+
     async def stream_counts(self) -> dict[str, int]:
         nc = await nats.connect(self.stack.nats_url)
         try:

@@ -152,7 +152,7 @@ async def test_a_slow_handler_keeps_its_message_past_ack_wait(nats_url: str) -> 
     consumer = Consumer(js, consumer="slow", stream=Stream.INBOUND, partitions=1, handler=slow, ack_wait=0.5)
     await consumer.start()
     await wait_for(lambda: attempts == [1])
-    await asyncio.sleep(1.5)
+    await asyncio.sleep(1.5)  # the property is about time passing: three ack_wait periods without a redelivery
     assert attempts == [1]
     release.set()
     await consumer.stop()
