@@ -7,7 +7,6 @@ the channel secret is never put in an error message.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +25,8 @@ from libs.errors import (
     RetryableError,
 )
 from libs.kommo.payloads import NewMessage, Participant, encode_body
-from libs.kommo.signing import parse_date, signed_headers
+from libs.kommo.responses import json_object, retry_after, text_field, transport_failure
+from libs.kommo.signing import signed_headers
 
 API_PREFIX: Final = "/v2/origin/custom"
 HOOK_API_VERSION: Final = "v2"
@@ -108,11 +108,11 @@ class AmojoClient:
             body["title"] = title
         body["hook_api_version"] = HOOK_API_VERSION
         data = await self._call("connect", "POST", f"/{_segment(self._channel_id)}/connect", body)
-        scope_id = _str(data, "scope_id")
+        scope_id = text_field(data, "scope_id")
         if not scope_id:
             raise RetryableError("amojo connect answered without scope_id")
         return ConnectResult(
-            account_id=_str(data, "account_id") or account_id, scope_id=scope_id, title=_str(data, "title")
+            account_id=text_field(data, "account_id") or account_id, scope_id=scope_id, title=text_field(data, "title")
         )
 
     async def disconnect(self, account_id: str) -> None:
@@ -132,18 +132,18 @@ class AmojoClient:
             body["source"] = {"external_id": source_external_id}
         body["user"] = user.to_json()
         data = await self._call("create_chat", "POST", f"/{_segment(scope_id)}/chats", body)
-        chat_id = _str(data, "id")
+        chat_id = text_field(data, "id")
         user_data = data.get("user")
         user_json: dict[str, Any] = user_data if isinstance(user_data, dict) else {}
         profile_data = user_json.get("profile")
         profile: dict[str, Any] = profile_data if isinstance(profile_data, dict) else {}
-        if not chat_id or not _str(user_json, "id"):
+        if not chat_id or not text_field(user_json, "id"):
             raise RetryableError("amojo create_chat answered without chat or user id")
         return CreatedChat(
             chat_id=chat_id,
-            user_id=_str(user_json, "id"),
-            phone=_str(user_json, "phone") or _str(profile, "phone"),
-            email=_str(user_json, "email") or _str(profile, "email"),
+            user_id=text_field(user_json, "id"),
+            phone=text_field(user_json, "phone") or text_field(profile, "phone"),
+            email=text_field(user_json, "email") or text_field(profile, "email"),
         )
 
     async def send_message(self, scope_id: str, message: NewMessage) -> SentMessage:
@@ -152,10 +152,10 @@ class AmojoClient:
         new_message = data.get("new_message")
         result: dict[str, Any] = new_message if isinstance(new_message, dict) else {}
         # §4 inversion: the response's `msgid` is Kommo's id; `ref_id` echoes ours.
-        kommo_msgid = _str(result, "msgid")
+        kommo_msgid = text_field(result, "msgid")
         if not kommo_msgid:
             raise RetryableError("amojo new_message answered without msgid")
-        return SentMessage(kommo_msgid=kommo_msgid, conversation_id=_str(result, "conversation_id"))
+        return SentMessage(kommo_msgid=kommo_msgid, conversation_id=text_field(result, "conversation_id"))
 
     async def delivery_status(
         self, scope_id: str, kommo_msgid: str, status: int, error_code: int = 0, error: str = ""
@@ -225,59 +225,27 @@ class AmojoClient:
         return data if isinstance(data, dict) else {}
 
 
-def _str(data: dict[str, Any], key: str) -> str:
-    value = data.get(key)
-    return value if isinstance(value, str) else ""
-
-
-def _retry_after(response: httpx.Response, body: dict[str, Any]) -> float | None:
-    """Seconds from `Retry-After` (delta-seconds or an HTTP date) or a body `retry_after`."""
-    header = response.headers.get("retry-after", "").strip()
-    if header:
-        try:
-            seconds = float(header)
-        except ValueError:
-            try:
-                seconds = (parse_date(header) - datetime.now(UTC)).total_seconds()
-            except BadRequestError:
-                seconds = math.nan
-        if math.isfinite(seconds):
-            return max(0.0, seconds)
-    value = body.get("retry_after")
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return max(0.0, float(value))
-    return None
-
-
 def _failure(operation: str, outcome: httpx.Response | httpx.HTTPError) -> BridgeError | None:
     """The one mapping of amojo failures to the error tree; None for a 2xx answer."""
-    if isinstance(outcome, httpx.TimeoutException):
-        return RetryableError(f"amojo {operation}: timed out ({type(outcome).__name__})")
-    if isinstance(outcome, httpx.TransportError):
-        return RetryableError(f"amojo {operation}: connection failed ({type(outcome).__name__})")
     if isinstance(outcome, httpx.HTTPError):
-        return RetryableError(f"amojo {operation}: request failed ({type(outcome).__name__})")
+        return transport_failure("amojo", operation, outcome)
 
     status = outcome.status_code
     if 200 <= status < 300:
         return None
-    try:
-        parsed: Any = outcome.json()
-    except ValueError:
-        parsed = None
-    body: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
-    error_type = _str(body, "error_type")
-    description = _str(body, "error_description") or _str(body, "detail") or _str(body, "title")
+    body, parsed = json_object(outcome)
+    error_type = text_field(body, "error_type")
+    description = text_field(body, "error_description") or text_field(body, "detail") or text_field(body, "title")
     if not description and parsed is None:
         description = outcome.text.strip()
     detail = " ".join(part for part in (error_type, description[:_MAX_DETAIL]) if part)
     message = f"amojo {operation}: HTTP {status}" + (f" {detail}" if detail else "")
 
     if status == 429:
-        retry_after = _retry_after(outcome, body)
-        return RateLimitedError(message, retry_after=DEFAULT_RETRY_AFTER_S if retry_after is None else retry_after)
+        wait = retry_after(outcome, body, body_first=False)
+        return RateLimitedError(message, retry_after=DEFAULT_RETRY_AFTER_S if wait is None else wait)
     if status >= 500 or status == 408:
-        return RetryableError(message, retry_after=_retry_after(outcome, body))
+        return RetryableError(message, retry_after=retry_after(outcome, body, body_first=False))
     if status in (401, 403):
         # Our channel secret or connection was refused: an operator can fix it, so keep the message.
         return CredentialRejectedError(message)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from libs.errors import (
     RateLimitedError,
     RetryableError,
 )
-from libs.kommo.signing import parse_date
+from libs.kommo.responses import json_object, number_field, retry_after, text_field, transport_failure
 
 TOKEN_PATH: Final = "/oauth2/access_token"  # noqa: S105 - a path, not a secret
 ACCOUNT_PATH: Final = "/api/v4/account"
@@ -187,27 +186,27 @@ class KommoAccountClient:
             raise RetryableError("kommo account: answered without an integer id")
         return AccountInfo(
             id=account_id,
-            name=_str(data, "name"),
-            subdomain=_str(data, "subdomain"),
-            amojo_id=_str(data, "amojo_id"),
+            name=text_field(data, "name"),
+            subdomain=text_field(data, "subdomain"),
+            amojo_id=text_field(data, "amojo_id"),
         )
 
     async def _token(self, operation: str, domain: str, body: dict[str, str], secrets: tuple[str, ...]) -> TokenPair:
         url = self.base_url(domain) + TOKEN_PATH
         data = await self._send(operation, "POST", url, secrets, json_body=body)
-        access = _str(data, "access_token")
-        refresh = _str(data, "refresh_token")
+        access = text_field(data, "access_token")
+        refresh = text_field(data, "refresh_token")
         if not access or not refresh:
             raise RetryableError(f"kommo {operation}: answered without access_token or refresh_token")
-        expires_in = _number(data, "expires_in")
-        server_time = _number(data, "server_time")
+        expires_in = number_field(data, "expires_in")
+        server_time = number_field(data, "server_time")
         issued = datetime.fromtimestamp(server_time, UTC) if server_time is not None else self._clock()
         ttl = expires_in if expires_in is not None and expires_in > 0 else DEFAULT_ACCESS_TTL_S
         return TokenPair(
             access_token=access,
             refresh_token=refresh,
             expires_at=issued + timedelta(seconds=ttl),
-            token_type=_str(data, "token_type") or "Bearer",
+            token_type=text_field(data, "token_type") or "Bearer",
         )
 
     async def _send(
@@ -242,37 +241,6 @@ class KommoAccountClient:
         return data
 
 
-def _str(data: dict[str, Any], key: str) -> str:
-    value = data.get(key)
-    return value if isinstance(value, str) else ""
-
-
-def _number(data: dict[str, Any], key: str) -> float | None:
-    value = data.get(key)
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
-
-
-def _retry_after(response: httpx.Response, body: dict[str, Any]) -> float | None:
-    """Kommo's body `retry_after` (§11), else a `Retry-After` header (seconds or an HTTP date)."""
-    value = _number(body, "retry_after")
-    if value is not None:
-        return max(0.0, value)
-    header = response.headers.get("retry-after", "").strip()
-    if header:
-        try:
-            seconds = float(header)
-        except ValueError:
-            try:
-                seconds = (parse_date(header) - datetime.now(UTC)).total_seconds()
-            except BadRequestError:
-                seconds = math.nan
-        if math.isfinite(seconds):
-            return max(0.0, seconds)
-    return None
-
-
 def _redact(text: str, secrets: tuple[str, ...]) -> str:
     for secret in secrets:
         if secret:
@@ -288,32 +256,24 @@ def _failure(
     `operation` is "exchange_code", "refresh" or "account"; `secrets` (the code, tokens and client secret
     of the call) are redacted from whatever the server said.
     """
-    if isinstance(outcome, httpx.TimeoutException):
-        return RetryableError(f"kommo {operation}: timed out ({type(outcome).__name__})")
-    if isinstance(outcome, httpx.TransportError):
-        return RetryableError(f"kommo {operation}: connection failed ({type(outcome).__name__})")
     if isinstance(outcome, httpx.HTTPError):
-        return RetryableError(f"kommo {operation}: request failed ({type(outcome).__name__})")
+        return transport_failure("kommo", operation, outcome)
 
     status = outcome.status_code
     if 200 <= status < 300:
         return None
-    try:
-        parsed: Any = outcome.json()
-    except ValueError:
-        parsed = None
-    body: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
-    said = " ".join(p for p in (_str(body, "hint"), _str(body, "detail") or _str(body, "title")) if p)
+    body, parsed = json_object(outcome)
+    said = " ".join(p for p in (text_field(body, "hint"), text_field(body, "detail") or text_field(body, "title")) if p)
     if not said and parsed is None and "html" not in outcome.headers.get("content-type", ""):
         said = outcome.text.strip()
     said = " ".join(_redact(said, secrets).split())[:_MAX_DETAIL]
     message = f"kommo {operation}: HTTP {status}" + (f" ({said})" if said else "")
 
     if status == 429:
-        retry_after = _retry_after(outcome, body)
-        return RateLimitedError(message, retry_after=DEFAULT_RETRY_AFTER_S if retry_after is None else retry_after)
+        wait = retry_after(outcome, body, body_first=True)
+        return RateLimitedError(message, retry_after=DEFAULT_RETRY_AFTER_S if wait is None else wait)
     if status >= 500 or status == 408:
-        return RetryableError(message, retry_after=_retry_after(outcome, body))
+        return RetryableError(message, retry_after=retry_after(outcome, body, body_first=True))
     if status == 402:
         return PermanentError(f"kommo {operation}: account not paid (HTTP 402)")
     if operation == "exchange_code" and status in (400, 401, 403):
