@@ -117,7 +117,11 @@ async def keys_rotate(target: Target, args: argparse.Namespace) -> None:
     auth = auth_pb2_grpc.AuthServiceStub(channel)
     result = await call(auth.RotateKeys, auth_pb2.RotateKeysRequest(), deadline_s=600)
     await channel.close(None)
-    print(f"re-encrypted {result.reencrypted} secrets under key {result.key_id}; older keys can now be removed")
+    print(f"re-encrypted {result.reencrypted} secrets under key {result.key_id}")
+    if result.remaining:
+        print(f"{result.remaining} secrets were busy and are still under an older key: run it again")
+        raise SystemExit(1)
+    print("nothing is left under older keys: they can now be removed from BRIDGE_MASTER_KEYS")
 
 
 async def keys_generate(target: Target, args: argparse.Namespace) -> None:

@@ -119,10 +119,12 @@ class Installer:
         ):
             raise AuthError("uninstall hook signature does not match")
         installation = await self._installations.by_kommo_account(kommo_account_id)
-        with contextlib.suppress(NotFoundError):  # already disconnected on Kommo's side
-            await self._amojo.disconnect(installation.account_id)
         async with self._engine.begin() as conn:
+            # The installation row first, as a token refresh does: one lock order, no deadlock.
+            await self._installations.lock(installation.account_id, conn)
             await self._secrets.delete_owner(installation_owner(installation.account_id), conn=conn)
             await self._installations.set_state(installation.account_id, UNINSTALLED, conn=conn)
+        with contextlib.suppress(NotFoundError):  # already disconnected on Kommo's side
+            await self._amojo.disconnect(installation.account_id)
         log.info("uninstalled", extra={"account_id": installation.account_id})
         return await self._installations.by_account(installation.account_id)

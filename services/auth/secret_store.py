@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -61,6 +61,11 @@ class SecretStore:
             return (await conn.execute(statement)).rowcount or 0
         async with self._engine.begin() as own:
             return (await own.execute(statement)).rowcount or 0
+
+    async def remaining_under_older_keys(self) -> int:
+        async with self._engine.connect() as conn:
+            query = select(func.count()).select_from(secrets).where(secrets.c.key_id != self._keyring.current_key_id)
+            return int((await conn.execute(query)).scalar() or 0)
 
     async def rotate(self) -> int:
         """Re-encrypt every secret not yet under the newest key, in small transactions, while the

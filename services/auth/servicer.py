@@ -145,4 +145,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     @rpc_errors
     async def RotateKeys(self, request: auth_pb2.RotateKeysRequest, context: Context) -> auth_pb2.RotateKeysResponse:
         count = await self._secrets.rotate()
-        return auth_pb2.RotateKeysResponse(reencrypted=count, key_id=self._secrets.current_key_id)
+        return auth_pb2.RotateKeysResponse(
+            reencrypted=count,
+            key_id=self._secrets.current_key_id,
+            remaining=await self._secrets.remaining_under_older_keys(),
+        )

@@ -125,9 +125,17 @@ class TokenKeeper:
         while True:
             try:
                 due = await self._installations.due_for_refresh(datetime.now(UTC) + BACKGROUND_HORIZON)
-                for account_id in due:
-                    with contextlib.suppress(CredentialRejectedError):
-                        await self.refresh(account_id, margin=BACKGROUND_HORIZON)
             except Exception as exc:
-                log.warning("background token refresh failed; will retry", extra={"error": repr(exc)})
+                log.warning("could not list installations due for refresh", extra={"error": repr(exc)})
+                due = []
+            for account_id in due:  # one account's failure must not starve the others
+                try:
+                    await self.refresh(account_id, margin=BACKGROUND_HORIZON)
+                except CredentialRejectedError:
+                    pass  # recorded as needs_reauth
+                except Exception as exc:
+                    log.warning(
+                        "background token refresh failed; will retry",
+                        extra={"account_id": account_id, "error": repr(exc)},
+                    )
             await asyncio.sleep(BACKGROUND_INTERVAL_S)

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from libs.bus import Delivery
 from libs.db.retry import persist_after_effect
 from libs.db.schema import kommo_deliveries
+from libs.errors import AuthError, CredentialRejectedError, PermanentError
 from libs.kommo.client import AmojoClient
 from libs.kommo.payloads import NewMessage, Participant, content_to_message_body
 from services.kommo_sender.holding import RELEASED_HEADER, AccountGate, ParkingLot
@@ -56,7 +57,12 @@ class KommoDeliverer:
         if held_id is None and (await self._gate.held(command.scope_id) or await self._lot.occupied(command.scope_id)):
             await self._lot.park(command.scope_id, command.conversation_id, f"kommo:{command.msgid}", delivery.data)
             return
-        await self._deliver(command)
+        try:
+            await self._deliver(command)
+        except (PermanentError, AuthError) as exc:
+            if held_id is not None and not isinstance(exc, CredentialRejectedError):
+                await self._lot.delivered(int(held_id))  # it goes to the dead letters; the lot moves on
+            raise
         if held_id is not None:
             await self._lot.delivered(int(held_id))
 

@@ -14,7 +14,7 @@ import contextlib
 import logging
 
 from kommo_bridge.auth.v1 import auth_pb2, auth_pb2_grpc
-from sqlalchemy import delete, exists, func, or_, select, text, update
+from sqlalchemy import delete, exists, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.bus import Publisher, Stream
@@ -29,8 +29,7 @@ RELEASED_HEADER = "Bridge-Held-Id"
 NEEDS_REAUTH = "needs_reauth"
 STATE_TTL_S = 5.0
 RELEASE_INTERVAL_S = 2.0
-# A released message not delivered within this long is released again (deduplicated downstream).
-RELEASE_RETRY = "5 minutes"
+ACTIVE = "active"
 
 
 class AccountGate:
@@ -99,7 +98,8 @@ class ParkingLot:
             scopes = [row.scope_id for row in (await conn.execute(select(held_commands.c.scope_id).distinct())).all()]
         released = 0
         for scope_id in scopes:
-            if await self._gate.fresh_state(scope_id) != NEEDS_REAUTH:
+            # Only an account that is back: an uninstalled one keeps its messages until it is reinstalled.
+            if await self._gate.fresh_state(scope_id) == ACTIVE:
                 released += await self._release(scope_id)
         return released
 
@@ -110,10 +110,9 @@ class ParkingLot:
             lock = text("SELECT pg_try_advisory_xact_lock(hashtext(:scope))")
             if not (await conn.execute(lock, {"scope": scope_id})).scalar():
                 return 0
-            due = or_(
-                held_commands.c.released_at.is_(None),
-                held_commands.c.released_at < func.now() - text(f"interval '{RELEASE_RETRY}'"),
-            )
+            # Released once: a released copy is durable in JetStream and leaves the lot when it is
+            # delivered, or when it fails for good (then it is dead-lettered like any message).
+            due = held_commands.c.released_at.is_(None)
             rows = (
                 await conn.execute(
                     select(held_commands).where(held_commands.c.scope_id == scope_id, due).order_by(held_commands.c.id)

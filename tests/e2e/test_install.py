@@ -282,7 +282,7 @@ async def test_key_rotation_under_traffic_leaves_no_ciphertext_under_the_old_key
     rotated = await call(stub.RotateKeys, auth_pb2.RotateKeysRequest(), deadline_s=60)
     await channel.close(None)
     # The bot token and webhook secret; auth re-stored the channel secret under the new key at start-up.
-    assert rotated.key_id == "k-rotated" and rotated.reencrypted == 2
+    assert rotated.key_id == "k-rotated" and rotated.reencrypted == 2 and rotated.remaining == 0
 
     await writing
     await wait_for(lambda: _count_at_least(sandbox, 40), timeout=120, what="every message during the rotation")
