@@ -73,6 +73,7 @@ class Consumer:
         self._tasks: list[asyncio.Task[None]] = []
         self._subscriptions: list[JetStreamContext.PullSubscription] = []
         self.handled = 0
+        self.heartbeats = 0
 
     async def start(self) -> None:
         for partition in range(self._partitions):
@@ -146,6 +147,7 @@ class Consumer:
             await asyncio.sleep(self._ack_wait / 3)
             with contextlib.suppress(Exception):  # one missed beat is fine; the next one may pass
                 await msg.in_progress()
+                self.heartbeats += 1
 
     async def _settle_failure(self, msg: Msg, delivery: Delivery, exc: BaseException) -> None:
         decision = disposition(exc, delivery.attempt)

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable
 
 import pytest
 
 from libs.bus import Consumer, Delivery, Publisher, Stream, connect, ensure_streams
 from libs.devstack.embedded import EmbeddedNats
 from libs.errors import BadRequestError, RetryableError
-
-
-async def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
+from tests.support import wait_for
 
 
 async def test_ensure_streams_is_idempotent(nats_url: str) -> None:
@@ -152,7 +144,8 @@ async def test_a_slow_handler_keeps_its_message_past_ack_wait(nats_url: str) -> 
     consumer = Consumer(js, consumer="slow", stream=Stream.INBOUND, partitions=1, handler=slow, ack_wait=0.5)
     await consumer.start()
     await wait_for(lambda: attempts == [1])
-    await asyncio.sleep(1.5)  # the property is about time passing: three ack_wait periods without a redelivery
+    # Nine heartbeats at ack_wait/3 apart: three ack_wait periods have passed without a redelivery.
+    await wait_for(lambda: consumer.heartbeats >= 9)
     assert attempts == [1]
     release.set()
     await consumer.stop()

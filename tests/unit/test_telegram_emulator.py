@@ -8,7 +8,7 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ from starlette.routing import Route
 from libs.messengers.telegram.adapter import TelegramBotClient, parse_update
 from libs.messengers.telegram.emulator import TelegramEmulator, TelegramState, create_telegram_emulator
 from libs.messengers.telegram.emulator_state import Bot
+from tests.support import wait_for
 
 BASE = "http://telegram.test"
 ANA: dict[str, Any] = {
@@ -416,13 +417,6 @@ async def receiver() -> AsyncIterator[Receiver]:
         await task
 
 
-async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
 async def test_client_message_is_delivered_with_the_secret_header(
     http: httpx.AsyncClient, emulator: TelegramEmulator, bot: Bot, receiver: Receiver
 ) -> None:
@@ -471,7 +465,7 @@ async def test_failed_delivery_is_retried_in_order(
     assert (second["status"], second["attempts"]) == (None, 0)  # never overtakes the undelivered first
     assert "queued behind" in second["error"]
 
-    await eventually(lambda: len(receiver.delivered()) == 2)
+    await wait_for(lambda: len(receiver.delivered()) == 2)
     assert [(body["message"]["text"], status) for _, body, status in receiver.received] == [
         ("first", 503),
         ("first", 503),
@@ -493,11 +487,12 @@ async def test_delivery_gives_up_after_its_bound(receiver: Receiver) -> None:
     try:
         result = await state.client_message(gave_up_bot.id, ANA, text="lost")
         assert result.status == 500
-        await eventually(lambda: not gave_up_bot.queue, timeout=3)
+        await wait_for(lambda: not gave_up_bot.queue, timeout=3)
+        # The bot's delivery worker has ended: nothing is left that could try again.
+        await wait_for(lambda: gave_up_bot.worker is None or gave_up_bot.worker.done(), timeout=3)
         attempts = len(receiver.received)
         assert attempts >= 3
-        await asyncio.sleep(0.2)
-        assert len(receiver.received) == attempts  # no more tries once given up
+        assert not gave_up_bot.queue and len(receiver.received) == attempts
         assert state.webhook_info(gave_up_bot)["last_error_message"].endswith("500 Internal Server Error")
     finally:
         await state.aclose()
@@ -513,5 +508,5 @@ async def test_unreachable_webhook_is_recorded_and_retried_after_it_is_fixed(
     assert (await api(http, bot, "getWebhookInfo")).json()["result"]["pending_update_count"] == 1
 
     await api(http, bot, "setWebhook", url=receiver.url)
-    await eventually(lambda: len(receiver.delivered()) == 1)
+    await wait_for(lambda: len(receiver.delivered()) == 1)
     assert receiver.delivered()[0]["message"]["text"] == "hello?"
