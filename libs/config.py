@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     kommo_channel_id: str = ""
     kommo_channel_secret: SecretStr = SecretStr("")
     kommo_channel_code: str = ""
+    # The chat channel's bot (Support issues `{id, client_id, name}` with the channel): hooks whose
+    # `sender.id` is one of these (comma-separated) were written by Kommo's bot, not a manager.
+    kommo_channel_bot_id: str = ""
+    # Kommo REST v4 allows 7 requests/s; K-HTTP counts them per calling IP, so both limits apply,
+    # shared by every replica (libs/ratelimit.py).
+    kommo_rest_rate: float = Field(7.0, gt=0, le=100)
+    kommo_rest_rate_per_ip: float = Field(7.0, gt=0, le=1000)
 
     telegram_api_url: str = "https://api.telegram.org"
     whatsapp_graph_url: str = "https://graph.facebook.com/v23.0"
@@ -126,6 +133,10 @@ class Settings(BaseSettings):
     @property
     def kommo_domains(self) -> tuple[str, ...]:
         return tuple(part.strip().lower() for part in self.kommo_domain_suffixes.split(",") if part.strip())
+
+    @property
+    def kommo_bot_ids(self) -> frozenset[str]:
+        return frozenset(part.strip() for part in self.kommo_channel_bot_id.split(",") if part.strip())
 
     @property
     def nats_servers(self) -> list[str]:

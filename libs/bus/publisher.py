@@ -12,6 +12,8 @@ from libs.errors import RetryableError
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 KEY_HEADER = "Bridge-Key"
+TYPE_HEADER = "Bridge-Type"
+"""The protobuf type of the payload, so one stream can carry several kinds of event or command."""
 
 
 class Publisher:
@@ -33,8 +35,13 @@ class Publisher:
         ack_timeout: float | None = None,
     ) -> PubAck:
         """Publish `message` into the partition of ordering `key`. Returns once it is durably stored."""
-        data = message if isinstance(message, bytes) else message.SerializeToString()
-        all_headers = {MSG_ID_HEADER: msg_id, KEY_HEADER: key, **(headers or {})}
+        all_headers = {MSG_ID_HEADER: msg_id, KEY_HEADER: key}
+        if isinstance(message, bytes):
+            data = message
+        else:
+            data = message.SerializeToString()
+            all_headers[TYPE_HEADER] = message.DESCRIPTOR.full_name
+        all_headers.update(headers or {})
         try:
             return await self._js.publish(
                 subject_for(stream, key, self._partitions),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Index,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -83,6 +85,12 @@ connections = Table(
     Column("source_external_id", String(40), nullable=False, server_default=""),
     Column("state", String(32), nullable=False, server_default="active"),
     _created_at(),
+    # CRM rules (see services/router/settings.py): the Kommo source, the contact rule, the bot label.
+    Column("source_name", String(200), nullable=False, server_default=""),
+    Column("pipeline_id", BigInteger, nullable=False, server_default="0"),
+    Column("contact_rule", String(16), nullable=False, server_default="create"),
+    Column("update_profiles", Boolean, nullable=False, server_default=true()),
+    Column("robot_label", String(64), nullable=False, server_default="🤖"),
     UniqueConstraint("platform", "external_id", name="uq_connections_platform_external"),
     comment="owner: router",
 )
@@ -98,6 +106,10 @@ conversations = Table(
     Column("profile", JSONB, nullable=False, server_default="{}"),
     _created_at(),
     Column("last_message_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # "open", or "closed" when the client blocked / left: nothing may be sent until they write again.
+    Column("state", String(16), nullable=False, server_default="open"),
+    Column("closed_reason", String(16), nullable=False, server_default=""),
+    Column("closed_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("connection_id", "chat_id", name="uq_conversations_connection_chat"),
     comment="owner: router",
 )
@@ -142,8 +154,46 @@ held_commands = Table(
     Column("payload", LargeBinary, nullable=False),
     _created_at(),
     Column("released_at", DateTime(timezone=True), nullable=True),
+    # The protobuf type (the bus's Bridge-Type header), restored when the message is re-published.
+    Column("message_type", String(200), nullable=False, server_default=""),
     Index("ix_held_commands_scope", "scope_id", "id"),
     comment="owner: kommo_sender",
+)
+
+# kommo_sender: the Kommo source of each channel, as last created or updated through /api/v4/sources.
+kommo_sources = Table(
+    "kommo_sources",
+    metadata,
+    Column("scope_id", String(200), primary_key=True),
+    Column("external_id", String(40), primary_key=True),
+    Column("kommo_source_id", BigInteger, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("pipeline_id", BigInteger, nullable=False, server_default="0"),
+    Column("synced_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    comment="owner: kommo_sender",
+)
+
+# kommo_sender: conversations whose Kommo chat is set up (source synced, contact linked if the rule
+# says so); the first message of a conversation does that work once.
+kommo_chats = Table(
+    "kommo_chats",
+    metadata,
+    Column("scope_id", String(200), primary_key=True),
+    Column("conversation_id", String(64), primary_key=True),
+    Column("kommo_chat_id", String(64), nullable=False, server_default=""),
+    Column("contact_id", BigInteger, nullable=False, server_default="0"),
+    _created_at(),
+    comment="owner: kommo_sender",
+)
+
+# Shared coordination, not data: the next free slot of each rate limit (libs/ratelimit.py), so that
+# every replica of every service together stays under a platform's limit (Kommo REST: 7 req/s).
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("key", String(300), primary_key=True),
+    Column("next_at", DateTime(timezone=True), nullable=False),
+    comment="owner: libs.ratelimit (shared by every caller of a rate-limited API)",
 )
 
 # kommo_sender: the last delivery status reported to Kommo per manager message; only moves forward.

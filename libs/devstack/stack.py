@@ -19,7 +19,11 @@ from libs.crypto import generate_key_spec
 from libs.db import upgrade
 from libs.devstack.embedded import free_port
 from libs.devstack.processes import COLORS, ManagedProcess
+from libs.kommo.oauth import KommoAccountClient
 from libs.rpc import call, open_channel
+
+SANDBOX_DOMAIN = "sandbox.kommo.com"
+"""The sandbox account's domain; the account URL template sends it to the emulator."""
 
 SERVICES = ("auth", "router", "kommo_sender", "messenger_sender", "gateway")
 
@@ -74,6 +78,8 @@ class Stack:
             self.channel_secret_file = secrets_dir / "sandbox_channel_secret"
             self.channel_secret = _private_file(self.channel_secret_file, secrets.token_hex(20))
             self.client_id = _private_file(secrets_dir / "sandbox_client_id", str(uuid.uuid4()))
+            # The channel's bot, as Kommo's support issues it with a channel: Salesbot writes as it.
+            self.channel_bot_id = _private_file(secrets_dir / "sandbox_channel_bot_id", str(uuid.uuid4()))
             self.client_secret = _private_file(secrets_dir / "sandbox_client_secret", secrets.token_urlsafe(32))
             self.sandbox_bot_token = _private_file(
                 secrets_dir / "sandbox_bot_token", f"{secrets.randbelow(9 * 10**9) + 10**9}:{secrets.token_urlsafe(26)}"
@@ -120,6 +126,7 @@ class Stack:
                     "BRIDGE_KOMMO_CHANNEL_ID": self.channel_id,
                     "BRIDGE_KOMMO_CHANNEL_SECRET": self.channel_secret,
                     "BRIDGE_KOMMO_CHANNEL_CODE": "amo.ext.sandbox",
+                    "BRIDGE_KOMMO_CHANNEL_BOT_ID": self.channel_bot_id,
                     "BRIDGE_KOMMO_CLIENT_ID": self.client_id,
                     "BRIDGE_KOMMO_CLIENT_SECRET": self.client_secret,
                     "BRIDGE_KOMMO_REDIRECT_URI": f"{self.public_url}/oauth/callback",
@@ -194,7 +201,7 @@ class Stack:
         try:
             auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
             router = router_pb2_grpc.RouterServiceStub(router_channel)
-            await call(auth.ConnectAccount, auth_pb2.ConnectAccountRequest(account_id=account_id, title="Sandbox"))
+            await self._install_sandbox_account(http_timeout=10, account_id=account_id, auth=auth)
             connection = await call(
                 router.ConnectChannel,
                 router_pb2.ConnectChannelRequest(
@@ -208,6 +215,28 @@ class Stack:
         channel = SandboxChannel(account_id, connection.connection_id, int(bot["id"]), bot["username"])
         self.write_sandbox_file(channel)
         return channel
+
+    async def _install_sandbox_account(
+        self, *, http_timeout: float, account_id: str, auth: auth_pb2_grpc.AuthServiceAsyncStub
+    ) -> None:
+        """The sandbox Kommo account, installed as a private integration with a long-lived token, so the
+        CRM API (sources, contacts) works in the sandbox as it does for a real account."""
+        async with httpx.AsyncClient(timeout=http_timeout) as http:
+            created = await http.post(
+                f"{self.kommo_accounts_url}/_emulator/accounts",
+                json={"domain": SANDBOX_DOMAIN, "amojo_id": account_id, "account_id": 30_000_001, "name": "Sandbox"},
+            )
+            created.raise_for_status()
+            code = (await http.post(f"{self.kommo_accounts_url}/_emulator/accounts/{SANDBOX_DOMAIN}/codes")).json()
+            oauth = KommoAccountClient(f"{self.kommo_accounts_url}/accounts/{{domain}}", http)
+            pair = await oauth.exchange_code(
+                SANDBOX_DOMAIN, self.client_id, self.client_secret, code["code"], f"{self.public_url}/oauth/callback"
+            )
+        await call(
+            auth.InstallWithToken,
+            auth_pb2.InstallWithTokenRequest(domain=SANDBOX_DOMAIN, access_token=pair.access_token),
+            deadline_s=30,
+        )
 
     def write_sandbox_file(self, channel: SandboxChannel) -> None:
         """Where `bridgectl sandbox …` finds the running sandbox (no secrets in it)."""
@@ -223,5 +252,7 @@ class Stack:
             "connection_id": channel.connection_id,
             "bot_id": channel.bot_id,
             "bot_username": channel.bot_username,
+            "kommo_domain": SANDBOX_DOMAIN,
+            "kommo_bot_id": self.channel_bot_id,
         }
         (self.data_dir / "sandbox.json").write_text(json.dumps(info, indent=2))

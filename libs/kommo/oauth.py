@@ -3,7 +3,7 @@
 Every call goes to the account's own domain (`{sub}.kommo.com`), which arrives in the install redirect's
 `referer` — input anyone can forge. `validate_domain()` lets only a bare hostname through before it is put
 into a URL, and `KommoAccountClient` checks it again on every call. Every failure is mapped to `libs.errors`
-in `_failure()` only; no token, authorization code or client secret ever appears in an error message or a
+in `account_failure()` only; no token, authorization code or client secret ever appears in an error message or a
 repr (a server echoing one back is redacted too).
 """
 
@@ -228,7 +228,7 @@ class KommoAccountClient:
             )
         except httpx.HTTPError as exc:
             outcome = exc
-        error = _failure(operation, outcome, secrets)
+        error = account_failure(operation, outcome, secrets)
         if error is not None:
             raise error
         assert isinstance(outcome, httpx.Response)
@@ -248,13 +248,26 @@ def _redact(text: str, secrets: tuple[str, ...]) -> str:
     return text
 
 
-def _failure(
+def _validation_errors(body: dict[str, Any]) -> str:
+    """`path: detail` of each entry of a REST 400's `validation-errors` (§11), the part a person can act on."""
+    found: list[str] = []
+    entries = body.get("validation-errors")
+    for entry in entries if isinstance(entries, list) else []:
+        errors = entry.get("errors") if isinstance(entry, dict) else None
+        for error in errors if isinstance(errors, list) else []:
+            if isinstance(error, dict):
+                path, detail = text_field(error, "path"), text_field(error, "detail") or text_field(error, "code")
+                found.append(f"{path}: {detail}" if path else detail)
+    return "; ".join(found)
+
+
+def account_failure(
     operation: str, outcome: httpx.Response | httpx.HTTPError, secrets: tuple[str, ...] = ()
 ) -> BridgeError | None:
-    """The one mapping of account-side failures to the error tree; None for a 2xx answer.
+    """The one mapping of account-side failures (OAuth and REST v4) to the error tree; None for a 2xx.
 
-    `operation` is "exchange_code", "refresh" or "account"; `secrets` (the code, tokens and client secret
-    of the call) are redacted from whatever the server said.
+    `operation` names the call ("exchange_code", "refresh", "account", "sources", ...); `secrets` (the
+    code, tokens and client secret of the call) are redacted from whatever the server said.
     """
     if isinstance(outcome, httpx.HTTPError):
         return transport_failure("kommo", operation, outcome)
@@ -263,7 +276,8 @@ def _failure(
     if 200 <= status < 300:
         return None
     body, parsed = json_object(outcome)
-    said = " ".join(p for p in (text_field(body, "hint"), text_field(body, "detail") or text_field(body, "title")) if p)
+    detail = text_field(body, "detail") or text_field(body, "title")
+    said = " ".join(p for p in (text_field(body, "hint"), detail, _validation_errors(body)) if p)
     if not said and parsed is None and "html" not in outcome.headers.get("content-type", ""):
         said = outcome.text.strip()
     said = " ".join(_redact(said, secrets).split())[:_MAX_DETAIL]

@@ -140,7 +140,13 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     @rpc_errors
     async def GetAccessToken(self, request: auth_pb2.GetAccessTokenRequest, context: Context) -> auth_pb2.AccessToken:
         token, expires = await self._tokens.access_token(request.account_id)
-        return auth_pb2.AccessToken(access_token=token, expires_at_ms=_ms(expires))
+        installation = await self._installations.by_account(request.account_id)
+        return auth_pb2.AccessToken(
+            access_token=token,
+            expires_at_ms=_ms(expires),
+            domain=installation.domain,
+            kommo_account_id=installation.kommo_account_id,
+        )
 
     @rpc_errors
     async def RotateKeys(self, request: auth_pb2.RotateKeysRequest, context: Context) -> auth_pb2.RotateKeysResponse:

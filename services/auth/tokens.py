@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from libs.config import Settings
-from libs.errors import CredentialRejectedError, PermanentError
+from libs.errors import CredentialRejectedError, NotFoundError, PermanentError
 from libs.kommo.oauth import KommoAccountClient
 from libs.secret_names import KOMMO_ACCESS_TOKEN, KOMMO_REFRESH_TOKEN, installation_owner
 from services.auth.installations import (
@@ -68,6 +68,11 @@ class TokenKeeper:
             raise CredentialRejectedError("Kommo refused the refresh; an admin must install the integration again")
         if installation.state != ACTIVE:
             raise PermanentError(f"installation is {installation.state}")
+        if not installation.token_kind:
+            raise NotFoundError(
+                f"account {account_id} was connected without OAuth (bridgectl accounts connect): "
+                "install the integration to give the bridge Kommo's CRM API"
+            )
         expires = installation.token_expires_at
         if installation.token_kind == LONG_LIVED_TOKEN or (
             expires is not None and expires - datetime.now(UTC) > REFRESH_MARGIN

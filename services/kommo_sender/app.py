@@ -7,13 +7,17 @@ import logging
 
 import httpx
 from kommo_bridge.auth.v1 import auth_pb2, auth_pb2_grpc
+from kommo_bridge.events.v1 import events_pb2
 
-from libs.bus import Consumer, Publisher, Stream, connect, ensure_streams
+from libs.bus import KEY_HEADER, Consumer, Delivery, Dispatcher, Publisher, Stream, connect, ensure_streams
 from libs.config import Settings
 from libs.db import create_engine
-from libs.errors import RetryableError
+from libs.errors import NotFoundError, RetryableError
 from libs.kommo.client import AmojoClient
+from libs.kommo.rest import KommoRestClient
+from libs.ratelimit import SharedRateLimiter
 from libs.rpc import call, open_channel
+from services.kommo_sender.crm import AccountTokens, ChatSetup, ProfileUpdater, SourceSync
 from services.kommo_sender.deliveries import KommoDeliverer
 from services.kommo_sender.holding import AccountGate, ParkingLot
 from services.kommo_sender.statuses import StatusReporter
@@ -50,13 +54,53 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 
     async with httpx.AsyncClient(timeout=settings.http_timeout_s) as http:
         amojo = AmojoClient(settings.kommo_amojo_url, credentials.channel_id, credentials.channel_secret, http)
+        rest = KommoRestClient(
+            http,
+            settings.kommo_account_url,
+            SharedRateLimiter(engine),
+            per_account=settings.kommo_rest_rate,
+            per_ip=settings.kommo_rest_rate_per_ip,
+            allowed_suffixes=settings.kommo_domains,
+        )
+        tokens = AccountTokens(auth)
+        sources = SourceSync(engine, rest, tokens, settings.kommo_channel_code)
+        chats = ChatSetup(engine, amojo, rest, tokens, sources)
+        profiles = ProfileUpdater(engine, rest, tokens)
+
+        async def sync_source(delivery: Delivery) -> None:
+            command = delivery.decode(events_pb2.SyncSource)
+
+            async def work() -> None:
+                try:
+                    await sources.ensure(command.scope_id, command.source)
+                except NotFoundError as exc:  # an account without OAuth: no CRM API to sync to
+                    log.warning("kommo source not synced", extra={"reason": str(exc)})
+
+            await lot.through(delivery, command.scope_id, delivery.headers.get(KEY_HEADER, ""), "source", work)
+
+        async def update_profile(delivery: Delivery) -> None:
+            command = delivery.decode(events_pb2.UpdateContactProfile)
+
+            async def work() -> None:
+                await profiles.handle(delivery)
+
+            await lot.through(delivery, command.scope_id, command.conversation_id, f"profile:{command.update_id}", work)
+
+        commands = Dispatcher(
+            {
+                events_pb2.DeliverToKommo: KommoDeliverer(engine, amojo, lot, chats).handle,
+                events_pb2.SyncSource: sync_source,
+                events_pb2.UpdateContactProfile: update_profile,
+            },
+            untyped=events_pb2.DeliverToKommo,
+        )
         consumers = [
             Consumer(
                 js,
                 consumer="kommo_sender",
                 stream=Stream.KOMMO_COMMANDS,
                 partitions=settings.partitions,
-                handler=KommoDeliverer(engine, amojo, gate, lot).handle,
+                handler=commands,
             ),
             Consumer(
                 js,

@@ -18,31 +18,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from libs.bus import Delivery
 from libs.db.retry import persist_after_effect
 from libs.db.schema import kommo_deliveries
-from libs.errors import AuthError, CredentialRejectedError, PermanentError
 from libs.kommo.client import AmojoClient
-from libs.kommo.payloads import NewMessage, Participant, content_to_message_body
-from services.kommo_sender.holding import RELEASED_HEADER, AccountGate, ParkingLot
+from libs.kommo.payloads import NewMessage, content_to_message_body
+from services.kommo_sender.crm import ChatSetup, participant_for
+from services.kommo_sender.holding import ParkingLot
 
 log = logging.getLogger(__name__)
 
 
-def participant_for(command: events_pb2.DeliverToKommo) -> Participant:
-    profile = command.sender
-    return Participant(
-        id=command.sender_id,
-        name=profile.name or profile.username or profile.phone or "Client",
-        profile_link=profile.profile_link,
-        phone=profile.phone,
-        email=profile.email,
-    )
-
-
 class KommoDeliverer:
-    def __init__(self, engine: AsyncEngine, amojo: AmojoClient, gate: AccountGate, lot: ParkingLot) -> None:
+    def __init__(self, engine: AsyncEngine, amojo: AmojoClient, lot: ParkingLot, chats: ChatSetup) -> None:
         self._engine = engine
         self._amojo = amojo
-        self._gate = gate
         self._lot = lot
+        self._chats = chats
 
     async def _already_delivered(self, msgid: str) -> bool:
         async with self._engine.connect() as conn:
@@ -53,27 +42,21 @@ class KommoDeliverer:
 
     async def handle(self, delivery: Delivery) -> None:
         command = delivery.decode(events_pb2.DeliverToKommo)
-        held_id = delivery.headers.get(RELEASED_HEADER)
-        if held_id is None and (await self._gate.held(command.scope_id) or await self._lot.occupied(command.scope_id)):
-            await self._lot.park(command.scope_id, command.conversation_id, f"kommo:{command.msgid}", delivery.data)
-            return
-        try:
+
+        async def work() -> None:
             await self._deliver(command)
-        except (PermanentError, AuthError) as exc:
-            if held_id is not None and not isinstance(exc, CredentialRejectedError):
-                await self._lot.delivered(int(held_id))  # it goes to the dead letters; the lot moves on
-            raise
-        if held_id is not None:
-            await self._lot.delivered(int(held_id))
+
+        await self._lot.through(delivery, command.scope_id, command.conversation_id, f"kommo:{command.msgid}", work)
 
     async def _deliver(self, command: events_pb2.DeliverToKommo) -> None:
         if await self._already_delivered(command.msgid):
             log.info("already in kommo", extra={"message_id": command.msgid})
             return
+        await self._chats.prepare(command)
         message = NewMessage(
             msgid=command.msgid,
             conversation_id=command.conversation_id,
-            sender=participant_for(command),
+            sender=participant_for(command.sender_id, command.sender),
             message=content_to_message_body(command.content),
             timestamp_ms=command.sent_at_ms or int(time.time() * 1000),
             source_external_id=command.source_external_id,
@@ -94,6 +77,7 @@ class KommoDeliverer:
                 )
 
         await persist_after_effect(record)
+        await self._chats.delivered(command.scope_id, command.conversation_id, sent.conversation_id)
         log.info(
             "delivered to kommo",
             extra={

@@ -12,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from kommo_bridge.auth.v1 import auth_pb2, auth_pb2_grpc
 from sqlalchemy import delete, exists, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from libs.bus import Publisher, Stream
+from libs.bus import TYPE_HEADER, Delivery, Publisher, Stream
 from libs.db.schema import held_commands
-from libs.errors import NotFoundError, RetryableError
+from libs.errors import AuthError, CredentialRejectedError, NotFoundError, PermanentError, RetryableError
 from libs.rpc import call
 from libs.runtime import TtlCache
 
@@ -65,10 +66,33 @@ class ParkingLot:
         async with self._engine.connect() as conn:
             return bool((await conn.execute(select(exists().where(held_commands.c.scope_id == scope_id)))).scalar())
 
-    async def park(self, scope_id: str, key: str, msg_id: str, payload: bytes) -> None:
+    async def through(
+        self, delivery: Delivery, scope_id: str, key: str, msg_id: str, work: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Do `work` for a command of `scope_id`, or park the command while its account is held.
+
+        A released command leaves the lot when its work is done, or when it fails for good (then it is
+        dead-lettered like any message); a refused credential parks it again, in its place.
+        """
+        held_id = delivery.headers.get(RELEASED_HEADER)
+        if held_id is None and (await self._gate.held(scope_id) or await self.occupied(scope_id)):
+            await self.park(scope_id, key, msg_id, delivery.data, delivery.headers.get(TYPE_HEADER, ""))
+            return
+        try:
+            await work()
+        except (PermanentError, AuthError) as exc:
+            if held_id is not None and not isinstance(exc, CredentialRejectedError):
+                await self.delivered(int(held_id))
+            raise
+        if held_id is not None:
+            await self.delivered(int(held_id))
+
+    async def park(self, scope_id: str, key: str, msg_id: str, payload: bytes, message_type: str = "") -> None:
         async with self._engine.begin() as conn:
             await conn.execute(
-                held_commands.insert().values(scope_id=scope_id, ordering_key=key, msg_id=msg_id, payload=payload)
+                held_commands.insert().values(
+                    scope_id=scope_id, ordering_key=key, msg_id=msg_id, payload=payload, message_type=message_type
+                )
             )
         log.warning("message held until the Kommo account is re-authorised", extra={"scope_id": scope_id})
 
@@ -125,7 +149,9 @@ class ParkingLot:
                         row.ordering_key,
                         row.payload,
                         f"{row.msg_id}:released:{row.id}",
-                        headers={RELEASED_HEADER: str(row.id)},
+                        headers={RELEASED_HEADER: str(row.id), TYPE_HEADER: row.message_type}
+                        if row.message_type
+                        else {RELEASED_HEADER: str(row.id)},
                     )
                 except RetryableError:
                     break

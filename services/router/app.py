@@ -39,7 +39,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     connection_store = ConnectionStore(engine)
     connections = TtlCache(CONNECTION_CACHE_TTL_S, connection_store.get)
     conversations = ConversationStore(engine)
-    context = RoutingContext(connections, conversations, publisher)
+    context = RoutingContext(connections, conversations, publisher, settings.kommo_bot_ids)
     inbound = InboundRouter(context)
     outbound = OutboundRouter(context)
     consumers = [
@@ -54,7 +54,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         connector = ChannelConnector(settings, connection_store, auth_pb2_grpc.AuthServiceStub(auth_channel), http)
         server = GrpcServer(token, [router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name])
         router_pb2_grpc.add_RouterServiceServicer_to_server(
-            RouterServicer(connection_store, connector, settings.public_url), server.server
+            RouterServicer(connection_store, connector, publisher, settings.public_url), server.server
         )
         port = await server.start(settings.router_grpc_addr)
         for consumer in consumers:

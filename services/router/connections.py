@@ -26,12 +26,18 @@ class ConnectionRecord:
     source_external_id: str
     state: str
     created_at: datetime
+    source_name: str
+    pipeline_id: int
+    contact_rule: str
+    update_profiles: bool
+    robot_label: str
 
 
 @dataclass(frozen=True)
 class ConnectionStats:
     conversations: int
     last_message_at: datetime | None
+    closed_conversations: int
 
 
 _COLUMNS = [connections.c[name] for name in ConnectionRecord.__dataclass_fields__]
@@ -107,13 +113,24 @@ class ConnectionStore:
             raise NotFoundError(f"no connection {connection_id}")
         return await self.get(connection_id)
 
+    async def update_settings(self, connection_id: str, changes: dict[str, Any]) -> ConnectionRecord:
+        if changes:
+            async with self._engine.begin() as conn:
+                result = await conn.execute(
+                    update(connections).where(connections.c.id == connection_id).values(**changes)
+                )
+            if not result.rowcount:
+                raise NotFoundError(f"no connection {connection_id}")
+        return await self.get(connection_id)
+
     async def stats(self, connection_id: str) -> ConnectionStats:
-        query = select(func.count(conversations.c.id), func.max(conversations.c.last_message_at)).where(
+        closed = func.count(conversations.c.id).filter(conversations.c.state == "closed")
+        query = select(func.count(conversations.c.id), func.max(conversations.c.last_message_at), closed).where(
             conversations.c.connection_id == connection_id
         )
         async with self._engine.connect() as conn:
-            count, last = (await conn.execute(query)).one()
-        return ConnectionStats(int(count or 0), last)
+            count, last, closed_count = (await conn.execute(query)).one()
+        return ConnectionStats(int(count or 0), last, int(closed_count or 0))
 
 
 __all__ = ["ConnectionRecord", "ConnectionStats", "ConnectionStore", "messages"]

@@ -15,3 +15,5 @@ class RoutingContext:
     connections: TtlCache[str, ConnectionRecord]
     conversations: ConversationStore
     publisher: Publisher
+    # Kommo ids of the channel's bot: its messages reach clients with the channel's robot label.
+    robot_ids: frozenset[str] = frozenset()

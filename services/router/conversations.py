@@ -17,6 +17,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from libs.db.schema import conversations, messages
 from libs.errors import NotFoundError
 
+PROFILE_FIELDS = ("name", "username", "phone", "email", "avatarUrl", "profileLink", "language")
+"""Profile keys as stored (protobuf JSON names). A field an event leaves empty keeps its known value:
+Telegram, say, tells the phone only in the message where the client shares it."""
+CONTACT_FIELDS = ("name", "phone", "email")
+"""What the Kommo contact holds of a profile, so what a profile update carries there."""
+
+
+def merged_profile(known: dict[str, str], given: dict[str, str]) -> dict[str, str]:
+    return {key: given.get(key) or known.get(key, "") for key in PROFILE_FIELDS if given.get(key) or known.get(key)}
+
 
 @dataclass(frozen=True)
 class Recorded:
@@ -24,6 +34,12 @@ class Recorded:
     message_id: str
     # False when this message was seen before (a retry or redelivery).
     first_time: bool
+    # The profile with every field known so far (what Kommo should show).
+    profile: dict[str, str]
+    # The client's name, phone or e-mail differ from what was known before this message.
+    contact_changed: bool
+    # The conversation was closed (blocked, left) and this message opened it again.
+    reopened: bool
 
 
 @dataclass(frozen=True)
@@ -32,6 +48,8 @@ class ConversationRecord:
     connection_id: str
     chat_id: str
     client_id: str
+    state: str
+    closed_reason: str
 
 
 async def _record_message(
@@ -66,28 +84,78 @@ class ConversationStore:
         dedup_key: str,
         platform_message_id: str,
     ) -> Recorded:
-        """Find or create the client's conversation and record the message, exactly once."""
-        upsert = (
-            insert(conversations)
-            .values(
-                id=str(uuid.uuid4()), connection_id=connection_id, chat_id=chat_id, client_id=client_id, profile=profile
-            )
-            .on_conflict_do_update(
-                constraint="uq_conversations_connection_chat",
-                set_={"profile": profile, "last_message_at": func.now()},
-            )
-            .returning(conversations.c.id)
-        )
+        """Find or create the client's conversation, reopen it, record the message: exactly once.
+
+        The row is locked before it is read, so the profile comparison and the reopening see the
+        previous message's outcome even when replicas race on consecutive messages.
+        """
+        key = (conversations.c.connection_id == connection_id) & (conversations.c.chat_id == chat_id)
         async with self._engine.begin() as conn:
-            conversation_id = str((await conn.execute(upsert)).one().id)
+            create = (
+                insert(conversations)
+                .values(
+                    id=str(uuid.uuid4()),
+                    connection_id=connection_id,
+                    chat_id=chat_id,
+                    client_id=client_id,
+                    profile=merged_profile({}, profile),
+                )
+                .on_conflict_do_nothing(constraint="uq_conversations_connection_chat")
+                .returning(conversations.c.id)
+            )
+            created = (await conn.execute(create)).first() is not None
+            row = (
+                await conn.execute(
+                    select(conversations.c.id, conversations.c.profile, conversations.c.state)
+                    .where(key)
+                    .with_for_update()
+                )
+            ).one()
+            conversation_id = str(row.id)
             message_id, first = await _record_message(
                 conn, conversation_id, "in", dedup_key, platform_message_id=platform_message_id
             )
-        return Recorded(conversation_id, message_id, first)
+            known: dict[str, str] = dict(row.profile or {})
+            merged = merged_profile(known, profile)
+            changed = not created and first and any(merged.get(k) != known.get(k) for k in CONTACT_FIELDS)
+            reopened = first and row.state == "closed"
+            await conn.execute(
+                conversations.update()
+                .where(conversations.c.id == conversation_id)
+                .values(profile=merged, state="open", closed_reason="", closed_at=None, last_message_at=func.now())
+            )
+        return Recorded(conversation_id, message_id, first, merged, changed, reopened)
+
+    async def close(self, *, connection_id: str, chat_id: str, reason: str) -> str | None:
+        """Mark the client's conversation closed; None when the client never wrote (nothing to close)."""
+        key = (conversations.c.connection_id == connection_id) & (conversations.c.chat_id == chat_id)
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    conversations.update()
+                    .where(key)
+                    .values(state="closed", closed_reason=reason, closed_at=func.now())
+                    .returning(conversations.c.id)
+                )
+            ).first()
+        return str(row.id) if row is not None else None
+
+    async def reopen(self, *, connection_id: str, chat_id: str) -> str | None:
+        key = (conversations.c.connection_id == connection_id) & (conversations.c.chat_id == chat_id)
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    conversations.update()
+                    .where(key)
+                    .values(state="open", closed_reason="", closed_at=None)
+                    .returning(conversations.c.id)
+                )
+            ).first()
+        return str(row.id) if row is not None else None
 
     async def record_outbound(self, *, conversation_id: str, kommo_message_id: str) -> tuple[ConversationRecord, bool]:
         """Resolve a manager message's conversation and record the message, exactly once."""
-        columns = [conversations.c[name] for name in ("id", "connection_id", "chat_id", "client_id")]
+        columns = [conversations.c[name] for name in ConversationRecord.__dataclass_fields__]
         async with self._engine.begin() as conn:
             row = (await conn.execute(select(*columns).where(conversations.c.id == conversation_id))).first()
             if row is None:
@@ -98,4 +166,6 @@ class ConversationStore:
             await conn.execute(
                 conversations.update().where(conversations.c.id == conversation_id).values(last_message_at=func.now())
             )
-        return ConversationRecord(row.id, row.connection_id, row.chat_id, row.client_id), first
+        return ConversationRecord(
+            **{name: getattr(row, name) for name in ConversationRecord.__dataclass_fields__}
+        ), first

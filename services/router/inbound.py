@@ -1,17 +1,21 @@
-"""Client → Kommo: a messenger event becomes a command for kommo_sender, in conversation order."""
+"""Client → Kommo: a messenger event becomes commands for kommo_sender, in conversation order."""
 
 from __future__ import annotations
 
 import logging
 
-from google.protobuf.json_format import MessageToDict
-from kommo_bridge.events.v1 import events_pb2
+from google.protobuf.json_format import MessageToDict, ParseDict
+from kommo_bridge.events.v1 import content_pb2, events_pb2
 
 from libs.bus import Delivery, Stream
 from libs.errors import PermanentError
+from services.router.connections import ConnectionRecord
 from services.router.context import RoutingContext
+from services.router.settings import contact_rule, source_spec
 
 log = logging.getLogger(__name__)
+
+CLOSE_REASONS = {events_pb2.CLOSE_REASON_BLOCKED: "blocked", events_pb2.CLOSE_REASON_LEFT: "left"}
 
 
 def client_id_for(connection_id: str, sender_id: str) -> str:
@@ -30,6 +34,20 @@ class InboundRouter:
         connection = await self._connections.get(event.connection_id)
         if connection.state != "active":
             raise PermanentError(f"connection {connection.id} is {connection.state}")
+        kind = event.WhichOneof("event")
+        if kind == "content":
+            await self._message(event, connection)
+        elif kind == "closed":
+            reason = CLOSE_REASONS.get(event.closed.reason, "left")
+            found = await self._conversations.close(connection_id=connection.id, chat_id=event.chat_id, reason=reason)
+            log.info("conversation closed by the client", extra={"conversation_id": found, "reason": reason})
+        elif kind == "reopened":
+            found = await self._conversations.reopen(connection_id=connection.id, chat_id=event.chat_id)
+            log.info("conversation reopened by the client", extra={"conversation_id": found})
+        else:
+            raise PermanentError("inbound event carries nothing the router knows")
+
+    async def _message(self, event: events_pb2.InboundMessage, connection: ConnectionRecord) -> None:
         client_id = client_id_for(connection.id, event.sender_id)
         recorded = await self._conversations.record_inbound(
             connection_id=connection.id,
@@ -39,27 +57,42 @@ class InboundRouter:
             dedup_key=event.event_id,
             platform_message_id=event.platform_message_id,
         )
+        profile = ParseDict(recorded.profile, content_pb2.Profile(), ignore_unknown_fields=True)
         command = events_pb2.DeliverToKommo(
             msgid=recorded.message_id,
             scope_id=connection.scope_id,
             conversation_id=recorded.conversation_id,
             source_external_id=connection.source_external_id,
             sender_id=client_id,
-            sender=event.sender,
+            sender=profile,
             sent_at_ms=event.sent_at_ms,
             content=event.content,
             platform=event.platform,
+            source=source_spec(connection),
+            contact_rule=contact_rule(connection),
         )
         # Published again on a redelivery: the Nats-Msg-Id and kommo_sender's own idempotency key
         # make that harmless, and it covers a crash between the commit above and this publish.
         await self._publisher.publish(
             Stream.KOMMO_COMMANDS, recorded.conversation_id, command, f"kommo:{recorded.message_id}"
         )
+        if recorded.contact_changed and connection.update_profiles:
+            update = events_pb2.UpdateContactProfile(
+                update_id=recorded.message_id,
+                scope_id=connection.scope_id,
+                conversation_id=recorded.conversation_id,
+                profile=profile,
+            )
+            # Same partition as the message, after it: the contact exists by the time it is updated.
+            await self._publisher.publish(
+                Stream.KOMMO_COMMANDS, recorded.conversation_id, update, f"profile:{recorded.message_id}"
+            )
         log.info(
             "inbound routed",
             extra={
                 "conversation_id": recorded.conversation_id,
                 "message_id": recorded.message_id,
                 "first_time": recorded.first_time,
+                "reopened": recorded.reopened,
             },
         )

@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+from kommo_bridge.events.v1 import events_pb2
 from kommo_bridge.router.v1 import router_pb2, router_pb2_grpc
 
+from libs.bus import Publisher, Stream
 from libs.messengers.registry import adapter_named
 from libs.rpc import rpc_errors
 from services.router.channels import ChannelConnector, webhook_url
 from services.router.connections import ConnectionRecord, ConnectionStore
+from services.router.settings import settings_changes, settings_pb, source_spec
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -21,10 +24,20 @@ _STATES = {
 
 
 class RouterServicer(router_pb2_grpc.RouterServiceServicer):
-    def __init__(self, store: ConnectionStore, connector: ChannelConnector, public_url: str) -> None:
+    def __init__(
+        self, store: ConnectionStore, connector: ChannelConnector, publisher: Publisher, public_url: str
+    ) -> None:
         self._store = store
         self._connector = connector
+        self._publisher = publisher
         self._public_url = public_url
+
+    async def _sync_source(self, record: ConnectionRecord) -> None:
+        """Have kommo_sender create or update the channel's Kommo source now, not at the first message."""
+        spec = source_spec(record)
+        command = events_pb2.SyncSource(scope_id=record.scope_id, source=spec)
+        msg_id = f"source:{record.id}:{spec.name}:{spec.pipeline_id}"
+        await self._publisher.publish(Stream.KOMMO_COMMANDS, record.id, command, msg_id)
 
     async def _to_pb(self, record: ConnectionRecord) -> router_pb2.Connection:
         stats = await self._store.stats(record.id)
@@ -42,15 +55,29 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             created_at_ms=int(record.created_at.timestamp() * 1000),
             conversations=stats.conversations,
             last_message_at_ms=int(stats.last_message_at.timestamp() * 1000) if stats.last_message_at else 0,
+            settings=settings_pb(record),
+            closed_conversations=stats.closed_conversations,
         )
 
     @rpc_errors
     async def ConnectChannel(
         self, request: router_pb2.ConnectChannelRequest, context: Context
     ) -> router_pb2.Connection:
+        changes = settings_changes(request.settings)  # a bad setting is refused before anything is stored
         record = await self._connector.connect(
             request.account_id, request.platform, request.token, request.source_external_id
         )
+        record = await self._store.update_settings(record.id, changes)
+        await self._sync_source(record)
+        return await self._to_pb(record)
+
+    @rpc_errors
+    async def UpdateChannelSettings(
+        self, request: router_pb2.UpdateChannelSettingsRequest, context: Context
+    ) -> router_pb2.Connection:
+        record = await self._store.update_settings(request.connection_id, settings_changes(request.settings))
+        if record.state == "active":
+            await self._sync_source(record)
         return await self._to_pb(record)
 
     @rpc_errors

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from kommo_bridge.events.v1 import content_pb2
+from kommo_bridge.events.v1 import content_pb2, events_pb2
 
 from libs.emulation import Fault
 from libs.errors import (
@@ -271,7 +271,7 @@ def test_unknown_content_is_never_silent() -> None:
         {
             "update_id": 6,
             "my_chat_member": {
-                "chat": {"id": 1, "type": "private"},
+                "chat": {"id": -100777, "title": "Group", "type": "supergroup"},
                 "from": {"id": 1, "is_bot": False, "first_name": "A"},
                 "date": 1,
                 "old_chat_member": {"status": "member", "user": {"id": 2, "is_bot": True, "first_name": "B"}},
@@ -290,10 +290,62 @@ def test_unknown_content_is_never_silent() -> None:
             },
         },
     ],
-    ids=["edited_message", "my_chat_member", "callback_query", "group_message"],
+    ids=["edited_message", "group_my_chat_member", "callback_query", "group_message"],
 )
 def test_updates_the_bridge_does_not_carry_yet_are_ignored(update: dict[str, Any]) -> None:
     assert parse_update(json.dumps(update).encode(), "c") is None
+
+
+def _membership_update(old: str, new: str) -> bytes:
+    bot = {"id": 2, "is_bot": True, "first_name": "B"}
+    change = {
+        "chat": {"id": 41, "type": "private", "first_name": "Ann"},
+        "from": {"id": 41, "is_bot": False, "first_name": "Ann", "username": "ann"},
+        "date": 1_700_000_000,
+        "old_chat_member": {"status": old, "user": bot},
+        "new_chat_member": {"status": new, "user": bot},
+    }
+    return json.dumps({"update_id": 9, "my_chat_member": change}).encode()
+
+
+@pytest.mark.parametrize(
+    ("new_status", "reason"),
+    [("kicked", events_pb2.CLOSE_REASON_BLOCKED), ("left", events_pb2.CLOSE_REASON_LEFT)],
+)
+def test_a_client_blocking_the_bot_closes_the_conversation(new_status: str, reason: int) -> None:
+    event = parse_update(_membership_update("member", new_status), "c")
+    assert event is not None
+    assert event.WhichOneof("event") == "closed"
+    assert event.closed.reason == reason
+    assert (event.chat_id, event.sender_id, event.event_id) == ("41", "41", "telegram:c:9")
+    assert event.sent_at_ms == 1_700_000_000_000
+    assert event.sender.profile_link == "https://t.me/ann"
+
+
+def test_a_client_unblocking_the_bot_reopens_the_conversation() -> None:
+    event = parse_update(_membership_update("kicked", "member"), "c")
+    assert event is not None
+    assert event.WhichOneof("event") == "reopened"
+
+
+def test_a_client_sharing_their_own_contact_gives_their_phone() -> None:
+    def update(user_id: int) -> bytes:
+        contact = {"phone_number": "+15550102030", "first_name": "Ann", "user_id": user_id}
+        message = {
+            "message_id": 3,
+            "from": {"id": 41, "is_bot": False, "first_name": "Ann"},
+            "chat": {"id": 41, "type": "private"},
+            "date": 1,
+            "contact": contact,
+        }
+        return json.dumps({"update_id": 10, "message": message}).encode()
+
+    own = parse_update(update(41), "c")
+    other = parse_update(update(99), "c")
+    assert own is not None and other is not None
+    assert own.sender.phone == "+15550102030"
+    assert own.content.contact.phone == "+15550102030"
+    assert other.sender.phone == ""  # someone else's card says nothing about the sender
 
 
 @pytest.mark.parametrize(

@@ -121,6 +121,7 @@ class _Reader:
     """Typed reads from one update's JSON, naming the exact field of anything malformed."""
 
     def __init__(self, update_id: int) -> None:
+        self.update_id = update_id
         self.prefix = f"telegram update {update_id}"
 
     def fail(self, path: str, expected: str, value: object) -> BadRequestError:
@@ -157,7 +158,8 @@ class _Reader:
 
 def parse_update(body: bytes, connection_id: str) -> events_pb2.InboundMessage | None:
     """Translate one webhook body. Returns None for updates the bridge does not carry (yet): anything but a
-    new `message` in a private chat. Raises BadRequestError for input that is not a Telegram Update."""
+    new `message` or a block / unblock (`my_chat_member`) in a private chat. Raises BadRequestError for
+    input that is not a Telegram Update."""
     try:
         update: object = json.loads(body)
     except ValueError as exc:
@@ -169,6 +171,8 @@ def parse_update(body: bytes, connection_id: str) -> events_pb2.InboundMessage |
         raise BadRequestError(f"telegram update: update_id must be an integer, got {_type_name(update_id)}")
 
     read = _Reader(update_id)
+    if "my_chat_member" in update:
+        return _membership(read, update, body, connection_id)
     if "message" not in update:
         return None
     message = read.obj(update, "message", "update")
@@ -180,6 +184,12 @@ def parse_update(body: bytes, connection_id: str) -> events_pb2.InboundMessage |
     date = read.int_(message, "date", "message")
     sender = read.obj(message, "from", "message")
     sender_id = read.int_(sender, "id", "message.from")
+    profile = _profile(read, sender, "message.from")
+    content = _content(read, message)
+    shared = message.get("contact")
+    if content.HasField("contact") and isinstance(shared, dict) and shared.get("user_id") == sender_id:
+        # The client shared their own contact (a "share my phone" button): now we know their number.
+        profile.phone = content.contact.phone
 
     return events_pb2.InboundMessage(
         event_id=f"telegram:{connection_id}:{update_id}",
@@ -188,15 +198,50 @@ def parse_update(body: bytes, connection_id: str) -> events_pb2.InboundMessage |
         chat_id=str(chat_id),
         platform_message_id=str(message_id),
         sender_id=str(sender_id),
-        sender=_profile(read, sender),
+        sender=profile,
         sent_at_ms=date * 1000,
-        content=_content(read, message),
+        content=content,
         raw=body,
     )
 
 
-def _profile(read: _Reader, user: Mapping[str, Any]) -> content_pb2.Profile:
-    path = "message.from"
+# `my_chat_member.new_chat_member.status` of the bot, from the client's side of a private chat.
+_CLOSED_STATUSES = {"kicked": events_pb2.CLOSE_REASON_BLOCKED, "left": events_pb2.CLOSE_REASON_LEFT}
+_OPEN_STATUSES = frozenset({"member", "administrator", "creator"})
+
+
+def _membership(
+    read: _Reader, update: Mapping[str, Any], body: bytes, connection_id: str
+) -> events_pb2.InboundMessage | None:
+    """The client blocked the bot ("kicked") or came back ("member"): the conversation closes or reopens."""
+    change = read.obj(update, "my_chat_member", "update")
+    chat = read.obj(change, "chat", "my_chat_member")
+    if read.str_(chat, "type", "my_chat_member.chat", required=True) != "private":
+        return None
+    sender = read.obj(change, "from", "my_chat_member")
+    status = read.str_(
+        read.obj(change, "new_chat_member", "my_chat_member"), "status", "my_chat_member.new_chat_member", required=True
+    )
+    event = events_pb2.InboundMessage(
+        event_id=f"telegram:{connection_id}:{read.update_id}",
+        platform=content_pb2.PLATFORM_TELEGRAM,
+        connection_id=connection_id,
+        chat_id=str(read.int_(chat, "id", "my_chat_member.chat")),
+        sender_id=str(read.int_(sender, "id", "my_chat_member.from")),
+        sender=_profile(read, sender, "my_chat_member.from"),
+        sent_at_ms=read.int_(change, "date", "my_chat_member") * 1000,
+        raw=body,
+    )
+    if status in _CLOSED_STATUSES:
+        event.closed.reason = _CLOSED_STATUSES[status]
+    elif status in _OPEN_STATUSES:
+        event.reopened.SetInParent()
+    else:
+        return None
+    return event
+
+
+def _profile(read: _Reader, user: Mapping[str, Any], path: str) -> content_pb2.Profile:
     first = read.str_(user, "first_name", path)
     last = read.str_(user, "last_name", path)
     username = read.str_(user, "username", path)
@@ -506,8 +551,8 @@ class TelegramBotClient:
 # ---------------------------------------------------------------------------------------------------------
 # The registry's view of Telegram (libs.messengers.registry.MessengerAdapter)
 
-# What the bridge subscribes to: messages now; edits and block/unblock (my_chat_member) are parsed by later
-# issues, and subscribing already means no webhook has to be registered again for them.
+# What the bridge subscribes to: messages and block/unblock (my_chat_member); edits are parsed by a later
+# issue, and subscribing already means no webhook has to be registered again for them.
 ALLOWED_UPDATES = ["message", "edited_message", "my_chat_member"]
 
 

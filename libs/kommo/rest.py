@@ -1,0 +1,253 @@
+"""Kommo's REST v4 for chats in the CRM (§11): sources, contacts and the chat ↔ contact link.
+
+Every call first takes a slot from the shared rate limiter (Kommo allows 7 requests per second, per
+account and per calling IP, whatever the number of replicas) and a 429 pushes every caller back by
+`retry_after`. Failures go through the one account-side mapping (`account_failure`); the access token is
+redacted from anything Kommo says.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import httpx
+
+from libs.errors import RateLimitedError, RetryableError
+from libs.kommo.oauth import DOMAIN_PLACEHOLDER, account_failure, validate_domain
+from libs.ratelimit import Limit, SharedRateLimiter
+
+SOURCES_PATH: Final = "/api/v4/sources"
+CONTACTS_PATH: Final = "/api/v4/contacts"
+CONTACT_CHATS_PATH: Final = "/api/v4/contacts/chats"
+PIPELINES_PATH: Final = "/api/v4/leads/pipelines"
+GLOBAL_LIMIT_KEY: Final = "kommo-rest"
+"""K-HTTP counts requests per calling IP: all accounts together, when the replicas share one egress."""
+MIN_PHONE_DIGITS: Final = 7
+
+
+@dataclass(frozen=True)
+class AccountAccess:
+    """Where an account's REST API is and the token that opens it (left out of repr and logs)."""
+
+    domain: str
+    access_token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Source:
+    id: int
+    external_id: str
+    name: str
+    pipeline_id: int
+
+
+@dataclass(frozen=True)
+class Contact:
+    id: int
+    name: str
+    phones: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+
+
+def phone_digits(phone: str) -> str:
+    return re.sub(r"\D", "", phone)
+
+
+def same_phone(a: str, b: str) -> bool:
+    """Equal digits, or the same last ten (a country prefix written as +7, 8 or 007)."""
+    da, db = phone_digits(a), phone_digits(b)
+    if len(da) < MIN_PHONE_DIGITS or len(db) < MIN_PHONE_DIGITS:
+        return False
+    return da == db or (min(len(da), len(db)) >= 10 and da[-10:] == db[-10:])
+
+
+def _field_values(contact: dict[str, Any], code: str) -> tuple[str, ...]:
+    values: list[str] = []
+    for custom in contact.get("custom_fields_values") or []:
+        if isinstance(custom, dict) and custom.get("field_code") == code:
+            for item in custom.get("values") or []:
+                if isinstance(item, dict) and isinstance(item.get("value"), str):
+                    values.append(item["value"])
+    return tuple(values)
+
+
+def _contact(data: dict[str, Any]) -> Contact:
+    return Contact(
+        id=int(data["id"]),
+        name=str(data.get("name") or ""),
+        phones=_field_values(data, "PHONE"),
+        emails=_field_values(data, "EMAIL"),
+    )
+
+
+def _source(data: dict[str, Any]) -> Source:
+    return Source(
+        id=int(data["id"]),
+        external_id=str(data.get("external_id") or ""),
+        name=str(data.get("name") or ""),
+        pipeline_id=int(data.get("pipeline_id") or 0),
+    )
+
+
+def _embedded(data: dict[str, Any] | None, key: str) -> list[dict[str, Any]]:
+    items = ((data or {}).get("_embedded") or {}).get(key)
+    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+
+
+def contact_fields(phone: str, email: str) -> list[dict[str, Any]]:
+    """`custom_fields_values` setting a contact's work phone and e-mail (only those given)."""
+    fields: list[dict[str, Any]] = []
+    if phone:
+        fields.append({"field_code": "PHONE", "values": [{"value": phone, "enum_code": "WORK"}]})
+    if email:
+        fields.append({"field_code": "EMAIL", "values": [{"value": email, "enum_code": "WORK"}]})
+    return fields
+
+
+class KommoRestClient:
+    """The REST calls the bridge makes for an account, each inside the shared rate limit."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        account_url: str,
+        limiter: SharedRateLimiter,
+        *,
+        per_account: float = 7.0,
+        per_ip: float = 7.0,
+        allowed_suffixes: tuple[str, ...] = (),
+    ) -> None:
+        self._http = http
+        self._account_url = account_url
+        self._limiter = limiter
+        self._per_account = per_account
+        self._per_ip = per_ip
+        self._allowed_suffixes = allowed_suffixes
+
+    def _limits(self, domain: str) -> list[Limit]:
+        return [Limit(GLOBAL_LIMIT_KEY, self._per_ip), Limit(f"{GLOBAL_LIMIT_KEY}:{domain}", self._per_account)]
+
+    async def _call(
+        self,
+        operation: str,
+        account: AccountAccess,
+        method: str,
+        path: str,
+        *,
+        params: httpx.QueryParams | None = None,
+        body: Any = None,
+    ) -> dict[str, Any] | None:
+        """One request; the JSON object answered, or None for 204 (Kommo's "nothing found")."""
+        domain = validate_domain(account.domain, allowed_suffixes=self._allowed_suffixes)
+        url = self._account_url.replace(DOMAIN_PLACEHOLDER, domain).rstrip("/") + path
+        limits = self._limits(domain)
+        await self._limiter.acquire(limits)
+        outcome: httpx.Response | httpx.HTTPError
+        try:
+            outcome = await self._http.request(
+                method,
+                url,
+                params=params,
+                json=body,
+                headers={"Authorization": f"Bearer {account.access_token}"},
+                follow_redirects=False,
+            )
+        except httpx.HTTPError as exc:
+            outcome = exc
+        error = account_failure(operation, outcome, (account.access_token,))
+        if isinstance(error, RateLimitedError):
+            await self._limiter.defer(limits, error.retry_after or 1.0)
+        if error is not None:
+            raise error
+        assert isinstance(outcome, httpx.Response)
+        if outcome.status_code == 204 or not outcome.content:
+            return None
+        try:
+            data: Any = outcome.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise RetryableError(f"kommo {operation}: answered {outcome.status_code} without a JSON object")
+        return data
+
+    # -- sources
+
+    async def find_source(self, account: AccountAccess, external_id: str) -> Source | None:
+        data = await self._call(
+            "sources", account, "GET", SOURCES_PATH, params=httpx.QueryParams({"filter[external_id]": external_id})
+        )
+        for item in _embedded(data, "sources"):
+            if item.get("external_id") == external_id:
+                return _source(item)
+        return None
+
+    async def create_source(
+        self, account: AccountAccess, external_id: str, name: str, pipeline_id: int, origin_code: str
+    ) -> Source:
+        item: dict[str, Any] = {"name": name, "external_id": external_id, "request_id": "0"}
+        if pipeline_id:
+            item["pipeline_id"] = pipeline_id
+        if origin_code:
+            item["origin_code"] = origin_code
+        created = _embedded(await self._call("sources", account, "POST", SOURCES_PATH, body=[item]), "sources")
+        if not created:
+            raise RetryableError("kommo sources: the create answer named no source")
+        return _source(created[0])
+
+    async def update_source(self, account: AccountAccess, source_id: int, name: str, pipeline_id: int) -> Source:
+        item: dict[str, Any] = {"name": name}
+        if pipeline_id:
+            item["pipeline_id"] = pipeline_id
+        data = await self._call("sources", account, "PATCH", f"{SOURCES_PATH}/{source_id}", body=item)
+        return _source(data or {"id": source_id, "name": name, "pipeline_id": pipeline_id})
+
+    # -- contacts
+
+    async def find_contacts(self, account: AccountAccess, query: str) -> list[Contact]:
+        data = await self._call(
+            "contacts", account, "GET", CONTACTS_PATH, params=httpx.QueryParams({"query": query, "limit": "50"})
+        )
+        return [_contact(item) for item in _embedded(data, "contacts")]
+
+    async def find_contact_by(self, account: AccountAccess, phone: str, email: str) -> Contact | None:
+        """The contact with this phone (compared by digits) or, failing that, this e-mail."""
+        if phone and len(phone_digits(phone)) >= MIN_PHONE_DIGITS:
+            for contact in await self.find_contacts(account, phone_digits(phone)):
+                if any(same_phone(phone, known) for known in contact.phones):
+                    return contact
+        if email:
+            for contact in await self.find_contacts(account, email):
+                if any(email.strip().lower() == known.strip().lower() for known in contact.emails):
+                    return contact
+        return None
+
+    async def update_contact(self, account: AccountAccess, contact_id: int, name: str, phone: str, email: str) -> None:
+        body: dict[str, Any] = {}
+        if name:
+            body["name"] = name
+        fields = contact_fields(phone, email)
+        if fields:
+            body["custom_fields_values"] = fields
+        if body:
+            await self._call("contacts", account, "PATCH", f"{CONTACTS_PATH}/{contact_id}", body=body)
+
+    # -- chat ↔ contact
+
+    async def contact_of_chat(self, account: AccountAccess, chat_id: str) -> int:
+        """The id of the contact a chat is linked to; 0 when none is (yet)."""
+        data = await self._call(
+            "contacts/chats", account, "GET", CONTACT_CHATS_PATH, params=httpx.QueryParams([("chat_id[]", chat_id)])
+        )
+        for item in _embedded(data, "chats"):
+            if item.get("chat_id") == chat_id and isinstance(item.get("contact_id"), int):
+                return int(item["contact_id"])
+        return 0
+
+    async def link_chat(self, account: AccountAccess, contact_id: int, chat_id: str) -> None:
+        body = [{"contact_id": contact_id, "chat_id": chat_id, "request_id": "0"}]
+        await self._call("contacts/chats", account, "POST", CONTACT_CHATS_PATH, body=body)
+
+    async def pipelines(self, account: AccountAccess) -> list[dict[str, Any]]:
+        return _embedded(await self._call("pipelines", account, "GET", PIPELINES_PATH), "pipelines")

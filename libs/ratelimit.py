@@ -1,0 +1,88 @@
+"""A rate limit shared by every replica of every service, kept in PostgreSQL.
+
+Kommo allows 7 REST requests per second (per account, and per calling IP); three kommo_sender replicas
+with a limiter each would together send 21. So the next free slot of each limit lives in one row, and
+a caller reserves a slot in one short transaction (generic cell rate: slots `1/rate` apart) and then
+waits for it outside the transaction. Nothing is dropped: a caller waits its turn, however long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from libs.db.schema import rate_limits
+
+log = logging.getLogger(__name__)
+
+JITTER_MARGIN = 1.1
+"""Slots are spaced 10% wider than `1/rate`: requests leave at their slot but arrive after network
+delays that differ, and two that arrive closer than they left must still fit the other side's window."""
+
+
+@dataclass(frozen=True)
+class Limit:
+    key: str
+    per_second: float
+
+    @property
+    def spacing(self) -> timedelta:
+        return timedelta(seconds=JITTER_MARGIN / self.per_second)
+
+
+class SharedRateLimiter:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def acquire(self, limits: Sequence[Limit]) -> float:
+        """Wait for the first moment every one of `limits` allows a call; return the seconds waited."""
+        ordered = sorted(limits, key=lambda limit: limit.key)  # one lock order: no deadlocks
+        async with self._engine.begin() as conn:
+            for limit in ordered:
+                await conn.execute(
+                    insert(rate_limits)
+                    .values(key=limit.key, next_at=func.clock_timestamp())
+                    .on_conflict_do_nothing(index_elements=[rate_limits.c.key])
+                )
+            rows = (
+                await conn.execute(
+                    select(rate_limits.c.next_at, func.clock_timestamp().label("now"))
+                    .where(rate_limits.c.key.in_([limit.key for limit in ordered]))
+                    .order_by(rate_limits.c.key)
+                    .with_for_update()
+                )
+            ).all()
+            now = rows[0].now
+            slot = max([now, *(row.next_at for row in rows)])
+            for limit in ordered:
+                await conn.execute(
+                    update(rate_limits).where(rate_limits.c.key == limit.key).values(next_at=slot + limit.spacing)
+                )
+        wait = float((slot - now).total_seconds())
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return max(0.0, wait)
+
+    async def defer(self, limits: Sequence[Limit], seconds: float) -> None:
+        """The other side said "not before `seconds`" (a 429): no caller anywhere goes before then."""
+        until = func.clock_timestamp() + timedelta(seconds=max(0.0, seconds))
+        async with self._engine.begin() as conn:
+            for limit in sorted(limits, key=lambda item: item.key):
+                await conn.execute(
+                    insert(rate_limits)
+                    .values(key=limit.key, next_at=until)
+                    .on_conflict_do_update(
+                        index_elements=[rate_limits.c.key],
+                        set_={"next_at": func.greatest(rate_limits.c.next_at, until)},
+                    )
+                )
+        log.warning(
+            "rate limited by the other side", extra={"limits": [limit.key for limit in limits], "seconds": seconds}
+        )

@@ -1,0 +1,272 @@
+"""The CRM side of a chat: the channel's Kommo source, and the contact a new client's chat belongs to.
+
+Kommo creates the contact and the incoming lead by itself on a new conversation's first message. The
+bridge does the rest before that message goes: the source must exist (or the lead lands in the wrong
+pipeline), and with the rule "link to an existing contact" the chat is created empty and linked to
+the contact found by phone or e-mail, so Kommo attaches the lead to it instead of making a duplicate.
+Commands of one conversation are handled one at a time (one partition), so this runs once per chat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from kommo_bridge.auth.v1 import auth_pb2, auth_pb2_grpc
+from kommo_bridge.events.v1 import content_pb2, events_pb2
+from sqlalchemy import select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from libs.bus import Delivery
+from libs.db.schema import kommo_chats, kommo_sources
+from libs.errors import BadRequestError, NotFoundError, PermanentError, RetryableError
+from libs.kommo.client import AmojoClient
+from libs.kommo.payloads import Participant
+from libs.kommo.rest import AccountAccess, KommoRestClient
+from libs.rpc import call
+from libs.runtime import TtlCache
+
+log = logging.getLogger(__name__)
+
+TOKEN_TTL_S = 30.0
+CONTACT_PENDING_RETRY_S = 5.0
+
+
+def participant_for(sender_id: str, profile: content_pb2.Profile) -> Participant:
+    return Participant(
+        id=sender_id,
+        name=profile.name or profile.username or profile.phone or "Client",
+        avatar=profile.avatar_url,
+        profile_link=profile.profile_link,
+        phone=profile.phone,
+        email=profile.email,
+    )
+
+
+def account_of(scope_id: str) -> str:
+    """A scope id is `{channel_id}_{amojo account id}` (§2)."""
+    return scope_id.split("_", 1)[1] if "_" in scope_id else scope_id
+
+
+class AccountTokens:
+    """An account's REST address and access token, from the auth service (which refreshes them)."""
+
+    def __init__(self, auth: auth_pb2_grpc.AuthServiceAsyncStub) -> None:
+        self._auth = auth
+        self._cache: TtlCache[str, AccountAccess] = TtlCache(TOKEN_TTL_S, self._load)
+
+    async def _load(self, scope_id: str) -> AccountAccess:
+        token = await call(self._auth.GetAccessToken, auth_pb2.GetAccessTokenRequest(account_id=account_of(scope_id)))
+        return AccountAccess(domain=token.domain, access_token=token.access_token)
+
+    async def get(self, scope_id: str) -> AccountAccess:
+        return await self._cache.get(scope_id)
+
+    def forget(self, scope_id: str) -> None:
+        self._cache.invalidate(scope_id)
+
+
+class SourceSync:
+    """Keeps each channel's Kommo source as its settings want it: created once, updated on change."""
+
+    def __init__(self, engine: AsyncEngine, rest: KommoRestClient, tokens: AccountTokens, origin_code: str) -> None:
+        self._engine = engine
+        self._rest = rest
+        self._tokens = tokens
+        self._origin_code = origin_code
+        self._synced: dict[tuple[str, str], tuple[str, int]] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    async def ensure(self, scope_id: str, spec: events_pb2.SourceSpec) -> None:
+        if not spec.external_id:
+            return
+        key, wanted = (scope_id, spec.external_id), (spec.name, spec.pipeline_id)
+        if self._synced.get(key) == wanted:
+            return
+        async with self._locks.setdefault(key, asyncio.Lock()):  # one caller per process
+            if self._synced.get(key) != wanted:
+                await self._sync(scope_id, spec)
+                self._synced[key] = wanted
+
+    async def _sync(self, scope_id: str, spec: events_pb2.SourceSpec) -> None:
+        where = (kommo_sources.c.scope_id == scope_id) & (kommo_sources.c.external_id == spec.external_id)
+        async with self._engine.begin() as conn:
+            # One replica at a time per source; the others find the row it wrote.
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"source:{scope_id}:{spec.external_id}"}
+            )
+            row = (await conn.execute(select(kommo_sources).where(where))).first()
+            if row is not None and (row.name, row.pipeline_id) == (spec.name, spec.pipeline_id):
+                return
+            access = await self._tokens.get(scope_id)
+            wanted = (spec.name, spec.pipeline_id)
+            source_id = int(row.kommo_source_id) if row is not None else 0
+            current: tuple[str, int] | None = None
+            if not source_id:
+                found = await self._rest.find_source(access, spec.external_id)
+                if found is not None:
+                    source_id, current = found.id, (found.name, found.pipeline_id)
+            if not source_id:
+                created = await self._rest.create_source(
+                    access, spec.external_id, spec.name, spec.pipeline_id, self._origin_code
+                )
+                source_id = created.id
+            elif current != wanted:
+                # 0 means "the main pipeline": name it, so a source moved elsewhere comes back.
+                pipeline_id = spec.pipeline_id or await self._main_pipeline(access)
+                await self._rest.update_source(access, source_id, spec.name, pipeline_id)
+            await conn.execute(
+                insert(kommo_sources)
+                .values(
+                    scope_id=scope_id,
+                    external_id=spec.external_id,
+                    kommo_source_id=source_id,
+                    name=spec.name,
+                    pipeline_id=spec.pipeline_id,
+                )
+                .on_conflict_do_update(
+                    index_elements=[kommo_sources.c.scope_id, kommo_sources.c.external_id],
+                    set_={"kommo_source_id": source_id, "name": spec.name, "pipeline_id": spec.pipeline_id},
+                )
+            )
+        log.info(
+            "kommo source synced",
+            extra={"scope_id": scope_id, "source_external_id": spec.external_id, "source_id": source_id},
+        )
+
+    async def _main_pipeline(self, access: AccountAccess) -> int:
+        for pipeline in await self._rest.pipelines(access):
+            if pipeline.get("is_main") and isinstance(pipeline.get("id"), int):
+                return int(pipeline["id"])
+        return 0
+
+
+class ChatSetup:
+    """What a conversation's first message needs before it goes: the source, the contact link."""
+
+    def __init__(
+        self, engine: AsyncEngine, amojo: AmojoClient, rest: KommoRestClient, tokens: AccountTokens, sources: SourceSync
+    ) -> None:
+        self._engine = engine
+        self._amojo = amojo
+        self._rest = rest
+        self._tokens = tokens
+        self._sources = sources
+
+    async def _known(self, scope_id: str, conversation_id: str) -> bool:
+        where = (kommo_chats.c.scope_id == scope_id) & (kommo_chats.c.conversation_id == conversation_id)
+        async with self._engine.connect() as conn:
+            return (await conn.execute(select(kommo_chats.c.conversation_id).where(where))).first() is not None
+
+    async def prepare(self, command: events_pb2.DeliverToKommo) -> None:
+        """Sync the source and link the contact, once per conversation. Kommo refusing either does not
+        stop the message: the chat then lands in the integration's default source / gets a new contact."""
+        if await self._known(command.scope_id, command.conversation_id):
+            return
+        try:
+            await self._sources.ensure(command.scope_id, command.source)
+        except PermanentError as exc:
+            log.warning(
+                "kommo source not synced; the chat lands in the integration's default source",
+                extra={"conversation_id": command.conversation_id, "reason": str(exc)},
+            )
+        chat_id, contact_id = "", 0
+        profile = command.sender
+        if command.contact_rule == events_pb2.CONTACT_RULE_LINK_EXISTING and (profile.phone or profile.email):
+            try:
+                chat_id, contact_id = await self._link_existing(command)
+            except PermanentError as exc:
+                log.warning(
+                    "could not link the chat to an existing contact; Kommo creates a new one",
+                    extra={"conversation_id": command.conversation_id, "reason": str(exc)},
+                )
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                insert(kommo_chats)
+                .values(
+                    scope_id=command.scope_id,
+                    conversation_id=command.conversation_id,
+                    kommo_chat_id=chat_id,
+                    contact_id=contact_id,
+                )
+                .on_conflict_do_nothing()
+            )
+
+    async def _link_existing(self, command: events_pb2.DeliverToKommo) -> tuple[str, int]:
+        """Create the chat empty and link it to the contact with the client's phone / e-mail, if any."""
+        access = await self._tokens.get(command.scope_id)
+        contact = await self._rest.find_contact_by(access, command.sender.phone, command.sender.email)
+        if contact is None:
+            return "", 0
+        chat = await self._amojo.create_chat(
+            command.scope_id,
+            command.conversation_id,
+            participant_for(command.sender_id, command.sender),
+            command.source_external_id,
+        )
+        contact_id = await self._link(access, contact.id, chat.chat_id)
+        log.info(
+            "chat linked to an existing contact",
+            extra={"conversation_id": command.conversation_id, "contact_id": contact_id},
+        )
+        return chat.chat_id, contact_id
+
+    async def _link(self, access: AccountAccess, contact_id: int, chat_id: str) -> int:
+        try:
+            await self._rest.link_chat(access, contact_id, chat_id)
+            return contact_id
+        except BadRequestError:
+            # A retry after a crash finds the link made; any other refusal is real.
+            linked = await self._rest.contact_of_chat(access, chat_id)
+            if linked:
+                return linked
+            raise
+
+    async def delivered(self, scope_id: str, conversation_id: str, kommo_chat_id: str) -> None:
+        """Remember the chat id amojo answered the first message with (the contact is found through it)."""
+        where = (kommo_chats.c.scope_id == scope_id) & (kommo_chats.c.conversation_id == conversation_id)
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(kommo_chats).where(where, kommo_chats.c.kommo_chat_id == "").values(kommo_chat_id=kommo_chat_id)
+            )
+
+
+class ProfileUpdater:
+    """Carries a client's new name, phone or e-mail to their Kommo contact."""
+
+    def __init__(self, engine: AsyncEngine, rest: KommoRestClient, tokens: AccountTokens) -> None:
+        self._engine = engine
+        self._rest = rest
+        self._tokens = tokens
+
+    async def handle(self, delivery: Delivery) -> None:
+        command = delivery.decode(events_pb2.UpdateContactProfile)
+        where = (kommo_chats.c.scope_id == command.scope_id) & (
+            kommo_chats.c.conversation_id == command.conversation_id
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(kommo_chats).where(where))).first()
+        if row is None or not row.kommo_chat_id:
+            # The conversation's first message never reached Kommo (it is in the dead letters): no contact.
+            log.warning(
+                "profile update for a chat Kommo does not have", extra={"conversation_id": command.conversation_id}
+            )
+            return
+        try:
+            access = await self._tokens.get(command.scope_id)
+        except NotFoundError as exc:
+            log.warning("profile not carried to Kommo", extra={"reason": str(exc)})
+            return
+        contact_id = row.contact_id or await self._rest.contact_of_chat(access, row.kommo_chat_id)
+        if not contact_id:
+            # Kommo makes the contact asynchronously after the first message; come back shortly.
+            raise RetryableError("the chat's contact does not exist yet", retry_after=CONTACT_PENDING_RETRY_S)
+        profile = command.profile
+        await self._rest.update_contact(access, contact_id, profile.name, profile.phone, profile.email)
+        if not row.contact_id:
+            async with self._engine.begin() as conn:
+                await conn.execute(update(kommo_chats).where(where).values(contact_id=contact_id))
+        log.info(
+            "contact profile updated", extra={"conversation_id": command.conversation_id, "contact_id": contact_id}
+        )
