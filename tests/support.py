@@ -1,10 +1,11 @@
-"""Helpers shared by tests: waiting on conditions (never on fixed sleeps)."""
+"""Helpers shared by tests: waiting on conditions (never on fixed sleeps), a clock tests move."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 
 
 async def wait_for(
@@ -21,3 +22,16 @@ async def wait_for(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or 'condition'}")
         await asyncio.sleep(interval)
+
+
+class ManualClock:
+    """A clock tests move instead of sleeping; pass it where code takes `clock: Callable[[], datetime]`."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 from kommo_bridge.auth.v1 import auth_pb2, auth_pb2_grpc
+from kommo_bridge.events.v1 import events_pb2
 from kommo_bridge.router.v1 import router_pb2, router_pb2_grpc
 
 from libs.config import load_settings
@@ -177,6 +178,53 @@ async def connections_disconnect(target: Target, args: argparse.Namespace) -> No
     print(f"disconnected {args.connection_id}")
 
 
+CONTACT_RULE_CHOICES = {
+    "create": events_pb2.CONTACT_RULE_CREATE,
+    "link_existing": events_pb2.CONTACT_RULE_LINK_EXISTING,
+}
+
+
+def settings_from_args(args: argparse.Namespace) -> router_pb2.ChannelSettings:
+    """Only the options given on the command line: the rest keep their value."""
+    settings = router_pb2.ChannelSettings()
+    if args.source_name is not None:
+        settings.source_name = args.source_name
+    if args.pipeline is not None:
+        settings.pipeline_id = args.pipeline
+    if args.contact_rule is not None:
+        settings.contact_rule = CONTACT_RULE_CHOICES[args.contact_rule]
+    if args.update_profiles is not None:
+        settings.update_profiles = args.update_profiles == "yes"
+    if args.robot_label is not None:
+        settings.robot_label = args.robot_label
+    return settings
+
+
+def print_settings(connection: router_pb2.Connection) -> None:
+    rules = {value: name for name, value in CONTACT_RULE_CHOICES.items()}
+    settings = connection.settings
+    print(f"{connection.display_name} ({connection.connection_id})")
+    print(f"  source:          {settings.source_name} (external_id {connection.source_external_id})")
+    print(f"  pipeline:        {settings.pipeline_id or 'main'}")
+    print(f"  contact rule:    {rules.get(settings.contact_rule, 'create')}")
+    print(f"  update profiles: {'yes' if settings.update_profiles else 'no'}")
+    print(f"  robot label:     {settings.robot_label!r}")
+    print(f"  conversations:   {connection.conversations} ({connection.closed_conversations} closed by the client)")
+
+
+async def connections_settings(target: Target, args: argparse.Namespace) -> None:
+    channel = open_channel(target.router_addr, target.token)
+    router = router_pb2_grpc.RouterServiceStub(channel)
+    settings = settings_from_args(args)
+    if settings.ListFields():
+        request = router_pb2.UpdateChannelSettingsRequest(connection_id=args.connection_id, settings=settings)
+        connection = await call(router.UpdateChannelSettings, request)
+    else:
+        connection = await call(router.GetConnection, router_pb2.GetConnectionRequest(connection_id=args.connection_id))
+    await channel.close(None)
+    print_settings(connection)
+
+
 def _platform_label(platform: int) -> str:
     from kommo_bridge.events.v1 import content_pb2
 
@@ -291,6 +339,20 @@ def build_parser() -> argparse.ArgumentParser:
     remove = connections.add_parser("disconnect", help="stop carrying a channel's messages")
     remove.add_argument("connection_id")
     remove.set_defaults(run=connections_disconnect)
+    configure = connections.add_parser(
+        "settings", help="show or change how a channel's chats land in Kommo (source, contacts, robot label)"
+    )
+    configure.add_argument("connection_id")
+    configure.add_argument("--source-name", help="the Kommo source's name")
+    configure.add_argument("--pipeline", type=int, help="pipeline id for incoming leads (0 = the main pipeline)")
+    configure.add_argument(
+        "--contact-rule",
+        choices=sorted(CONTACT_RULE_CHOICES),
+        help="create a contact per new client, or link to an existing one with the same phone / e-mail",
+    )
+    configure.add_argument("--update-profiles", choices=["yes", "no"], help="carry profile changes to the contact")
+    configure.add_argument("--robot-label", help="prefix clients see on messages from Kommo's bot ('' for none)")
+    configure.set_defaults(run=connections_settings)
 
     sandbox = groups.add_parser("sandbox", help="play both sides of the local sandbox").add_subparsers(
         dest="command", required=True

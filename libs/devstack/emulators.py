@@ -11,7 +11,7 @@ import logging
 import uvicorn
 from starlette.types import ASGIApp
 
-from libs.kommo.emulator import create_amojo_emulator
+from libs.kommo.emulator import CrmState, create_amojo_emulator
 from libs.kommo.emulator.accounts import create_account_emulator
 from libs.logs import configure_logging
 from libs.messengers.telegram.emulator import create_telegram_emulator
@@ -54,14 +54,15 @@ def main() -> None:
 
     with open(args.channel_secret_file) as handle:
         channel_secret = handle.read().strip()
-    amojo_app, amojo = create_amojo_emulator()
+    crm = CrmState()  # one CRM: amojo's chats and messages make the leads the account REST API serves
+    amojo_app, amojo = create_amojo_emulator(crm=crm)
     amojo.register_channel(args.channel_id, channel_secret, args.hook_url, code=args.channel_code)
     telegram_app, telegram = create_telegram_emulator()
     if args.telegram_limits == "off":
         telegram.flood.configure(FloodLimits(enabled=False))
     with open(args.client_secret_file) as handle:
         client_secret = handle.read().strip()
-    accounts_app, accounts = create_account_emulator()
+    accounts_app, accounts = create_account_emulator(crm=crm)
     accounts.register_integration(args.client_id, client_secret, args.redirect_uri)
     apps: dict[str, tuple[ASGIApp, int]] = {
         "kommo": (amojo_app, args.kommo_port),

@@ -73,6 +73,7 @@ class Stack:
         )
         # Sandbox: a chat channel registered with the Kommo emulator instead of Kommo's support.
         self.sandbox = not os.environ.get("BRIDGE_KOMMO_CHANNEL_ID")
+        self.channel_bot_id = ""
         if self.sandbox:
             self.channel_id = _private_file(secrets_dir / "sandbox_channel_id", str(uuid.uuid4()))
             self.channel_secret_file = secrets_dir / "sandbox_channel_secret"

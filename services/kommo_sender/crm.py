@@ -29,7 +29,7 @@ from libs.runtime import TtlCache
 
 log = logging.getLogger(__name__)
 
-TOKEN_TTL_S = 30.0
+TOKEN_TTL_S = 10.0
 CONTACT_PENDING_RETRY_S = 5.0
 
 

@@ -50,6 +50,9 @@ class AccountGate:
     async def held(self, scope_id: str) -> bool:
         return await self._states.get(scope_id) == NEEDS_REAUTH
 
+    def forget(self, scope_id: str) -> None:
+        self._states.invalidate(scope_id)
+
     async def fresh_state(self, scope_id: str) -> str:
         self._states.invalidate(scope_id)
         return await self._states.get(scope_id)
@@ -80,8 +83,15 @@ class ParkingLot:
             return
         try:
             await work()
-        except (PermanentError, AuthError) as exc:
-            if held_id is not None and not isinstance(exc, CredentialRejectedError):
+        except CredentialRejectedError:
+            if held_id is not None:
+                raise
+            # Kommo refused the account's token before the gate's cache knew: park it, in its place.
+            self._gate.forget(scope_id)
+            await self.park(scope_id, key, msg_id, delivery.data, delivery.headers.get(TYPE_HEADER, ""))
+            return
+        except (PermanentError, AuthError):
+            if held_id is not None:
                 await self.delivered(int(held_id))
             raise
         if held_id is not None:

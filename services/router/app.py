@@ -54,7 +54,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         connector = ChannelConnector(settings, connection_store, auth_pb2_grpc.AuthServiceStub(auth_channel), http)
         server = GrpcServer(token, [router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name])
         router_pb2_grpc.add_RouterServiceServicer_to_server(
-            RouterServicer(connection_store, connector, publisher, settings.public_url), server.server
+            RouterServicer(connection_store, connector, publisher, settings.public_url, connections.invalidate),
+            server.server,
         )
         port = await server.start(settings.router_grpc_addr)
         for consumer in consumers:

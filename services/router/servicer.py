@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -25,8 +26,14 @@ _STATES = {
 
 class RouterServicer(router_pb2_grpc.RouterServiceServicer):
     def __init__(
-        self, store: ConnectionStore, connector: ChannelConnector, publisher: Publisher, public_url: str
+        self,
+        store: ConnectionStore,
+        connector: ChannelConnector,
+        publisher: Publisher,
+        public_url: str,
+        on_change: Callable[[str], None] = lambda connection_id: None,
     ) -> None:
+        self._on_change = on_change
         self._store = store
         self._connector = connector
         self._publisher = publisher
@@ -76,6 +83,8 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         self, request: router_pb2.UpdateChannelSettingsRequest, context: Context
     ) -> router_pb2.Connection:
         record = await self._store.update_settings(request.connection_id, settings_changes(request.settings))
+        # This replica applies them from the next message; the others within their cache's few seconds.
+        self._on_change(record.id)
         if record.state == "active":
             await self._sync_source(record)
         return await self._to_pb(record)

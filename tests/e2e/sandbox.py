@@ -3,15 +3,17 @@ client writing to the bot, and a manager answering in Kommo."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import nats
 from kommo_bridge.auth.v1 import auth_pb2, auth_pb2_grpc
+from kommo_bridge.router.v1 import router_pb2, router_pb2_grpc
 
 from libs.bus.topology import Stream
-from libs.devstack.stack import SandboxChannel, Stack
+from libs.devstack.stack import SANDBOX_DOMAIN, SandboxChannel, Stack
 from libs.rpc import call, open_channel
 from libs.secret_names import MESSENGER_WEBHOOK_SECRET
 
@@ -38,11 +40,29 @@ class Sandbox:
         result: dict[str, Any] = response.json()
         return result
 
-    async def manager_writes(self, conversation_id: str, text: str) -> dict[str, Any]:
+    async def client_sends(self, user: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
+        """A client with this Telegram profile sends this content (a contact, a photo, ...)."""
         response = await self.http.post(
-            f"{self.stack.kommo_url}/_emulator/manager_messages",
-            json={"scope_id": self.scope_id, "conversation_id": conversation_id, "text": text},
+            f"{self.stack.telegram_url}/_emulator/clients/messages",
+            json={"bot_id": self.channel.bot_id, "user": user, "message": message},
         )
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def client_blocks_bot(self, user_id: int) -> None:
+        response = await self.http.post(
+            f"{self.stack.telegram_url}/_emulator/clients/block",
+            json={"bot_id": self.channel.bot_id, "user_id": user_id},
+        )
+        response.raise_for_status()
+
+    async def manager_writes(self, conversation_id: str, text: str, *, as_bot: bool = False) -> dict[str, Any]:
+        """A manager (or, `as_bot`, the channel's Salesbot) writes in the chat."""
+        body = {"scope_id": self.scope_id, "conversation_id": conversation_id, "text": text}
+        if as_bot:
+            body["manager_id"] = self.stack.channel_bot_id
+        response = await self.http.post(f"{self.stack.kommo_url}/_emulator/manager_messages", json=body)
         response.raise_for_status()
         hook: dict[str, Any] = response.json()["hook"]
         return hook
@@ -74,6 +94,60 @@ class Sandbox:
             if chat["client"].get("client_id", "").endswith(f":{user_id}"):
                 return str(chat["conversation_id"])
         raise AssertionError(f"no Kommo chat for client {user_id}")
+
+    async def crm(self) -> dict[str, Any]:
+        """The sandbox account's CRM at the emulator: pipelines, sources, contacts, leads, links."""
+        response = await self.http.get(f"{self.stack.kommo_accounts_url}/_emulator/accounts/{SANDBOX_DOMAIN}/crm")
+        response.raise_for_status()
+        crm: dict[str, Any] = response.json()
+        return crm
+
+    async def seed_contact(self, name: str, phone: str = "", email: str = "") -> int:
+        """A contact that already exists in Kommo before the client ever writes."""
+        response = await self.http.post(
+            f"{self.stack.kommo_accounts_url}/_emulator/accounts/{SANDBOX_DOMAIN}/contacts",
+            json={"name": name, "phone": phone, "email": email},
+        )
+        response.raise_for_status()
+        return int(response.json()["contact"]["id"])
+
+    async def rest_calls(self) -> list[dict[str, Any]]:
+        """Every REST v4 request the account emulator answered (OAuth excluded), in arrival order."""
+        response = await self.http.get(
+            f"{self.stack.kommo_accounts_url}/_emulator/requests", params={"path_contains": "/api/v4/"}
+        )
+        calls: list[dict[str, Any]] = response.json()["requests"]
+        return calls
+
+    async def connection(self) -> router_pb2.Connection:
+        channel = open_channel(f"127.0.0.1:{self.stack.router_port}", self.stack.service_token)
+        try:
+            router = router_pb2_grpc.RouterServiceStub(channel)
+            request = router_pb2.GetConnectionRequest(connection_id=self.channel.connection_id)
+            return await call(router.GetConnection, request)
+        finally:
+            await channel.close(None)
+
+    async def update_settings(self, **settings: Any) -> router_pb2.Connection:
+        channel = open_channel(f"127.0.0.1:{self.stack.router_port}", self.stack.service_token)
+        try:
+            router = router_pb2_grpc.RouterServiceStub(channel)
+            request = router_pb2.UpdateChannelSettingsRequest(
+                connection_id=self.channel.connection_id, settings=router_pb2.ChannelSettings(**settings)
+            )
+            return await call(router.UpdateChannelSettings, request)
+        finally:
+            await channel.close(None)
+
+    async def post_update(self, update: dict[str, Any], secret: str) -> int:
+        """POST a Telegram update straight to the gateway's webhook, as Telegram does (concurrently, if
+        the test gathers several); returns the gateway's status code."""
+        response = await self.http.post(
+            f"{self.stack.public_url}/webhooks/telegram/{self.channel.connection_id}",
+            content=json.dumps(update),
+            headers={"X-Telegram-Bot-Api-Secret-Token": secret},
+        )
+        return response.status_code
 
     async def webhook_secret(self) -> str:
         channel = open_channel(f"127.0.0.1:{self.stack.auth_port}", self.stack.service_token)

@@ -4,7 +4,6 @@ real NATS JetStream and PostgreSQL: exactly once, in order per conversation, sur
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import defaultdict
 from typing import Any
 
@@ -152,7 +151,6 @@ async def test_kommo_hooks_are_kept_while_nats_is_down(sandbox_own_broker: tuple
 async def test_concurrent_first_messages_create_one_conversation_and_one_chat(sandbox: Sandbox) -> None:
     """Telegram delivers up to 40 updates at once: 20 first messages of one new client arrive together."""
     secret = await sandbox.webhook_secret()
-    url = f"{sandbox.stack.public_url}/webhooks/telegram/{sandbox.channel.connection_id}"
     user = {"id": 4242, "is_bot": False, "first_name": "Eve", "username": "eve_new"}
 
     async def deliver(n: int) -> int:
@@ -166,10 +164,7 @@ async def test_concurrent_first_messages_create_one_conversation_and_one_chat(sa
                 "text": f"hello {n}",
             },
         }
-        response = await sandbox.http.post(
-            url, content=json.dumps(update), headers={"X-Telegram-Bot-Api-Secret-Token": secret}
-        )
-        return response.status_code
+        return await sandbox.post_update(update, secret)
 
     statuses = await asyncio.gather(*(deliver(n) for n in range(20)))
     assert statuses == [200] * 20

@@ -19,6 +19,7 @@ from kommo_bridge.router.v1 import router_pb2, router_pb2_grpc
 from sqlalchemy import create_engine, text
 
 from libs.devstack.embedded import free_port
+from libs.devstack.stack import SANDBOX_DOMAIN
 from libs.errors import BadRequestError, CredentialRejectedError
 from libs.rpc import call, open_channel
 from tests.e2e.sandbox import Sandbox
@@ -131,7 +132,7 @@ async def test_denied_install_and_forged_state_install_nothing(sandbox: Sandbox)
     channel, auth = auth_stub(sandbox)
     listed = await call(auth.ListInstallations, auth_pb2.ListInstallationsRequest())
     await channel.close(None)
-    assert [i.domain for i in listed.installations if i.domain] == []
+    assert [i.domain for i in listed.installations if i.domain] == [SANDBOX_DOMAIN]  # only the sandbox's own
 
 
 async def test_concurrent_token_requests_at_expiry_refresh_exactly_once_across_two_auth_replicas(
@@ -281,8 +282,9 @@ async def test_key_rotation_under_traffic_leaves_no_ciphertext_under_the_old_key
     channel, stub = auth_stub(sandbox)
     rotated = await call(stub.RotateKeys, auth_pb2.RotateKeysRequest(), deadline_s=60)
     await channel.close(None)
-    # The bot token and webhook secret; auth re-stored the channel secret under the new key at start-up.
-    assert rotated.key_id == "k-rotated" and rotated.reencrypted == 2 and rotated.remaining == 0
+    # The bot token, the webhook secret and the sandbox account's long-lived Kommo token; auth re-stored
+    # the channel secret under the new key at start-up.
+    assert rotated.key_id == "k-rotated" and rotated.reencrypted == 3 and rotated.remaining == 0
 
     await writing
     await wait_for(lambda: _count_at_least(sandbox, 40), timeout=120, what="every message during the rotation")
@@ -336,8 +338,10 @@ async def test_failed_refresh_holds_the_accounts_messages_until_reauthorisation_
         assert response.json()["status"] == 200
 
     def parked() -> int:
+        """Client messages in the lot (the channel's source sync may be parked there too)."""
         with engine.connect() as conn:
-            return int(conn.execute(text("SELECT count(*) FROM held_commands")).scalar() or 0)
+            query = text("SELECT count(*) FROM held_commands WHERE msg_id LIKE 'kommo:%'")
+            return int(conn.execute(query).scalar() or 0)
 
     async def in_kommo() -> list[str]:
         return [m["message"]["text"] for m in await sandbox.kommo_messages() if m["scope_id"] == scope_id]

@@ -40,6 +40,7 @@ from libs.kommo.oauth import (
     validate_domain,
     verify_uninstall_signature,
 )
+from tests.support import ManualClock as Clock
 
 BASE = "http://kommo.test"
 TEMPLATE = BASE + "/accounts/{domain}"
@@ -51,17 +52,6 @@ REDIRECT_URI = "https://bridge.test/kommo/oauth"
 AMOJO_ID = "f3c6340d-7a4b-4c1e-9d2f-5e8a1b0c6d42"
 ACCOUNT_ID = 31_000_001
 START = datetime(2025, 7, 4, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @dataclass

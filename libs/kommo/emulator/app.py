@@ -13,13 +13,19 @@ from starlette.middleware import Middleware
 from libs.emulation import EmulatorMiddleware, control_routes
 from libs.kommo.emulator.api import AmojoApi
 from libs.kommo.emulator.control import amojo_control_routes
+from libs.kommo.emulator.crm import CrmState
 from libs.kommo.emulator.errors import fault_response
 from libs.kommo.emulator.state import AmojoState
 
 
-def create_amojo_emulator(state: AmojoState | None = None) -> tuple[Starlette, AmojoState]:
-    """The emulator app and its state. Every amojo request is recorded and may get an injected fault."""
-    state = state if state is not None else AmojoState()
+def create_amojo_emulator(state: AmojoState | None = None, crm: CrmState | None = None) -> tuple[Starlette, AmojoState]:
+    """The emulator app and its state. Every amojo request is recorded and may get an injected fault.
+
+    Pass the account emulator's `crm` so chats and incoming messages reach the CRM it serves over REST.
+    """
+    if state is not None and crm is not None and state.crm is not crm:
+        raise ValueError("the given state already has another CrmState")
+    state = state if state is not None else AmojoState(crm=crm)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

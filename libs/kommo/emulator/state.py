@@ -17,6 +17,7 @@ import httpx
 
 from libs.emulation import FaultInjector, RequestLog
 from libs.errors import BadRequestError, NotFoundError
+from libs.kommo.emulator.crm import CrmState
 from libs.kommo.emulator.records import (
     Channel,
     Chat,
@@ -38,7 +39,8 @@ HOOK_MESSAGE_TYPES: Final = frozenset({"text", "file", "video", "picture", "voic
 class AmojoState:
     """Everything the emulated amojo knows; inspectable in-process and over `/_emulator/…` routes.
 
-    Mutations hold a lock so tests on another thread read consistent snapshots.
+    Mutations hold a lock so tests on another thread read consistent snapshots. `crm` is the CRM that
+    chats and incoming messages reach (share one with the account emulator to serve it over REST).
     """
 
     def __init__(
@@ -47,7 +49,9 @@ class AmojoState:
         clock: Callable[[], datetime] | None = None,
         hook_http: httpx.AsyncClient | None = None,
         hook_timeout_s: float = HOOK_TIMEOUT_S,
+        crm: CrmState | None = None,
     ) -> None:
+        self.crm = crm if crm is not None else CrmState(clock=clock)
         self.log = RequestLog()
         self.faults = FaultInjector()
         self.hook_timeout_s = hook_timeout_s
@@ -115,6 +119,11 @@ class AmojoState:
     def connections(self) -> list[Connection]:
         with self._lock:
             return list(self._connections.values())
+
+    def _amojo_account(self, scope_id: str) -> str:
+        """The amojo account id of a scope (`{channel_id}_{amojo_account_id}`, §0)."""
+        connection = self._connections.get(scope_id)
+        return connection.account_id if connection is not None else scope_id.partition("_")[2]
 
     # -- chats, messages, statuses (read side)
 
@@ -196,6 +205,7 @@ class AmojoState:
             chat = Chat(str(uuid.uuid4()), scope_id, conversation_id, client, source_external_id, time.time())
             self._chats[chat.kommo_chat_id] = chat
             self._chat_by_conversation[(scope_id, conversation_id)] = chat.kommo_chat_id
+            self.crm.register_chat(self._amojo_account(scope_id), chat.kommo_chat_id)
             return chat
 
     def create_chat(self, scope_id: str, conversation_id: str, user: dict[str, Any], source_external_id: str) -> Chat:
@@ -264,7 +274,34 @@ class AmojoState:
                     silent=bool(payload.get("silent", False)),
                 )
             )
+            if direction == "incoming":
+                self._reach_crm(scope_id, chat, client, source_external_id, payload, message)
             return response
+
+    def _reach_crm(
+        self,
+        scope_id: str,
+        chat: Chat,
+        client: User,
+        source_external_id: str,
+        payload: dict[str, Any],
+        message: dict[str, Any],
+    ) -> None:
+        """An incoming message reaches the CRM, where the chat's first non-silent one makes a lead (§4).
+        Without a source of its own, the message keeps the one its chat was created with (§3)."""
+        connection = self._connections.get(scope_id)
+        channel = self._channels.get(connection.channel_id) if connection is not None else None
+        service = channel.code if channel is not None and channel.code else scope_id.partition("_")[0]
+        self.crm.chat_message(
+            self._amojo_account(scope_id),
+            chat.kommo_chat_id,
+            client,
+            source_external_id or chat.source_external_id,
+            silent=bool(payload.get("silent", False)),
+            text=str(message.get("text") or ""),
+            service=service,
+            integration_name=connection.title if connection is not None else "",
+        )
 
     def apply_edit(self, scope_id: str, payload: dict[str, Any], message: dict[str, Any]) -> Message:
         """Apply a validated `edit_message` to the message named by `id` (Kommo's) or `msgid` (ours)."""

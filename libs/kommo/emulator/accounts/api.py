@@ -1,5 +1,6 @@
 """The emulated account endpoints, every account on one host under `/accounts/{domain}`:
-`POST /accounts/{domain}/oauth2/access_token` (§10) and `GET /accounts/{domain}/api/v4/account` (§11).
+`POST /accounts/{domain}/oauth2/access_token` (§10), `GET /accounts/{domain}/api/v4/account` (§11) and
+the chat CRM's REST v4 routes (`crm_api.py`). Every `/api/v4/*` call passes `rest.authorize` first.
 
 Errors are Kommo's `application/problem+json`: REST errors `{"title","type","status","detail"}` with
 `type` `https://httpstatus.es/<code>` (a 429 adds `retry_after`), OAuth errors the same plus `hint`.
@@ -8,7 +9,6 @@ Errors are Kommo's `application/problem+json`: REST errors `{"title","type","sta
 from __future__ import annotations
 
 import json
-from http import HTTPStatus
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
@@ -17,28 +17,23 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from libs.emulation import Fault
+from libs.kommo.emulator.accounts.crm_api import CrmApi
 from libs.kommo.emulator.accounts.records import Account, Grant
-from libs.kommo.emulator.accounts.state import HINT_GRANT_TYPE, AccessDenied, AccountsState, OAuthRejected
+from libs.kommo.emulator.accounts.rest import (
+    ACCOUNT_PREFIX,
+    PROBLEM_JSON,
+    authorize,
+    client_ip,
+    hal_response,
+    problem_response,
+    refusal_response,
+)
+from libs.kommo.emulator.accounts.state import HINT_GRANT_TYPE, AccountsState, OAuthRejected
 
-ACCOUNT_PREFIX: Final = "/accounts/{domain}"
-PROBLEM_JSON: Final = "application/problem+json"
-HAL_JSON: Final = "application/hal+json"
 OAUTH_PROBLEM_TYPE: Final = "https://developers.kommo.com/v3/errors/OAuthProblemJson"
 OAUTH_TITLE: Final = "Incorrect request"
 OAUTH_DETAIL: Final = "Some request parameters are missing or invalid"
 DEFAULT_FAULT_RETRY_AFTER_S: Final = 1
-
-
-def problem_response(status: int, detail: str, *, extra: dict[str, Any] | None = None) -> Response:
-    """A Kommo REST error (§11): `{"title","type":"https://httpstatus.es/<code>","status","detail"}`."""
-    try:
-        title = HTTPStatus(status).phrase
-    except ValueError:
-        title = "Error"
-    body: dict[str, Any] = {"title": title, "type": f"https://httpstatus.es/{status}", "status": status}
-    body["detail"] = detail
-    body.update(extra or {})
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
 def oauth_error_response(hint: str) -> Response:
@@ -137,17 +132,27 @@ class AccountsApi:
         return [
             Route(f"{p}/oauth2/access_token", self.token, methods=["POST"]),
             Route(f"{p}/api/v4/account", self.account, methods=["GET"]),
+            *CrmApi(self.state).routes(),
             Route(f"{p}/{{rest:path}}", self.unknown, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
         ]
 
     async def unknown(self, request: Request) -> Response:
+        """404; an unknown `/api/v4/*` call still counts against the IP's rate limit."""
+        counted = request.path_params["rest"].startswith("api/v4/")
+        refusal = self.state.admit_rest_call(client_ip(request), counted=counted)
+        if refusal is not None:
+            return refusal_response(refusal)
         return problem_response(404, "Not found")
 
     def _account(self, request: Request) -> Account | None:
         return self.state.account(request.path_params["domain"])
 
     async def token(self, request: Request) -> Response:
-        """`POST /oauth2/access_token`: authorization_code or refresh_token (§10); every refusal is 400."""
+        """`POST /oauth2/access_token`: authorization_code or refresh_token (§10); every refusal is 400.
+        Not counted against the REST limit, but refused while the IP is banned ("every request", §11)."""
+        refusal = self.state.admit_rest_call(client_ip(request), counted=False)
+        if refusal is not None:
+            return refusal_response(refusal)
         account = self._account(request)
         if account is None:
             return problem_response(404, "Account not found")
@@ -170,18 +175,8 @@ class AccountsApi:
 
     async def account(self, request: Request) -> Response:
         """`GET /api/v4/account[?with=amojo_id,…]` with `Authorization: Bearer …` (§11)."""
-        account = self._account(request)
-        if account is None:
-            return problem_response(404, "Account not found")
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return problem_response(401, "Authorization required")
-        try:
-            account = self.state.authenticate(account.domain, token.strip())
-        except AccessDenied as denied:
-            return problem_response(401, str(denied))
-        if not account.paid:
-            return problem_response(402, "Account is not paid")
+        account = authorize(self.state, request)
+        if isinstance(account, Response):
+            return account
         with_ = {part.strip() for part in request.query_params.get("with", "").split(",") if part.strip()}
-        body = _account_body(account, with_, str(request.url))
-        return JSONResponse(body, media_type=HAL_JSON)
+        return hal_response(_account_body(account, with_, str(request.url)))

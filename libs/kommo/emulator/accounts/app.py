@@ -14,12 +14,18 @@ from libs.emulation import EmulatorMiddleware, control_routes
 from libs.kommo.emulator.accounts.api import AccountsApi, fault_response
 from libs.kommo.emulator.accounts.control import account_control_routes
 from libs.kommo.emulator.accounts.state import AccountsState
+from libs.kommo.emulator.crm import CrmState
 
 
-def create_account_emulator(state: AccountsState | None = None) -> tuple[Starlette, AccountsState]:
+def create_account_emulator(
+    state: AccountsState | None = None, crm: CrmState | None = None
+) -> tuple[Starlette, AccountsState]:
     """The account emulator app and its state. Every account request is recorded and may get an injected
-    fault. Point `BRIDGE_KOMMO_ACCOUNT_URL` at `http://HOST:PORT/accounts/{domain}`."""
-    state = state if state is not None else AccountsState()
+    fault. Point `BRIDGE_KOMMO_ACCOUNT_URL` at `http://HOST:PORT/accounts/{domain}`. Pass the amojo
+    emulator's `crm` so the REST API serves the chats and leads amojo's messages made."""
+    if state is not None and crm is not None and state.crm is not crm:
+        raise ValueError("the given state already has another CrmState")
+    state = state if state is not None else AccountsState(crm=crm)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -1,6 +1,7 @@
 """The account emulator's own `/_emulator/…` routes, beside the shared requests/faults ones: register
-integrations and accounts, issue codes (or send the install redirect), revoke, inspect OAuth use, and
-send the uninstall hook. Answers never contain a client secret, an access token or a refresh token."""
+integrations and accounts, issue codes (or send the install redirect), revoke, inspect OAuth use, send
+the uninstall hook, inspect an account's chat CRM and seed its contacts, and set the REST rate limit.
+Answers never contain a client secret, an access token or a refresh token."""
 
 from __future__ import annotations
 
@@ -14,6 +15,14 @@ from libs.errors import BadRequestError, BridgeError, NotFoundError
 from libs.kommo.emulator.accounts.state import AccountsState
 from libs.kommo.emulator.validation import bool_field, int_field, json_object, str_field
 
+_REST_LIMIT_KNOBS: dict[str, type] = {
+    "rest_rate_limit": int,
+    "rest_retry_after_s": int,
+    "rest_ban_after": int,
+    "rest_ban_s": int,
+    "rest_limit_enabled": bool,
+}
+
 
 def _error(error: BridgeError) -> Response:
     return JSONResponse({"error": str(error)}, status_code=404 if isinstance(error, NotFoundError) else 400)
@@ -25,7 +34,8 @@ async def _optional_object(request: Request) -> dict[str, Any]:
 
 
 def account_control_routes(state: AccountsState) -> list[Route]:
-    """`/_emulator/integrations`, `/_emulator/accounts`, `/_emulator/accounts/{domain}/…`, `/_emulator/hooks`."""
+    """`/_emulator/integrations`, `/_emulator/accounts`, `/_emulator/accounts/{domain}/…`, `/_emulator/hooks`,
+    `/_emulator/rest-limits`."""
 
     async def integrations(request: Request) -> Response:
         if request.method == "GET":
@@ -117,6 +127,59 @@ def account_control_routes(state: AccountsState) -> list[Route]:
     async def hooks(request: Request) -> Response:
         return JSONResponse({"hooks": [h.to_json() for h in state.hook_calls()]})
 
+    def amojo_id(request: Request) -> str:
+        account = state.account(request.path_params["domain"])
+        if account is None:
+            raise NotFoundError(f"no account at {request.path_params['domain']!r}")
+        return account.amojo_id
+
+    async def crm(request: Request) -> Response:
+        try:
+            return JSONResponse(state.crm.snapshot(amojo_id(request)))
+        except BridgeError as error:
+            return _error(error)
+
+    async def contacts(request: Request) -> Response:
+        """Seed a contact that already exists in the account: `{name, phone?, email?}`."""
+        try:
+            data = json_object(await request.body())
+            contact = state.crm.add_contact(
+                amojo_id(request),
+                str_field(data, "name", "", required=True),
+                str_field(data, "phone", ""),
+                str_field(data, "email", ""),
+            )
+        except BridgeError as error:
+            return _error(error)
+        return JSONResponse({"contact": contact.summary()}, status_code=201)
+
+    async def rest_limits(request: Request) -> Response:
+        """GET the REST limit's knobs; PUT some of them; DELETE forgets counted calls and bans."""
+        if request.method == "DELETE":
+            state.reset_rest_limits()
+        elif request.method == "PUT":
+            try:
+                data = json_object(await request.body())
+                unknown = set(data) - set(_REST_LIMIT_KNOBS)
+                if unknown:
+                    raise BadRequestError(f"unknown fields: {sorted(unknown)}")
+                values: dict[str, int | bool] = {}
+                for key, kind in _REST_LIMIT_KNOBS.items():
+                    if key not in data:
+                        continue
+                    if kind is bool:
+                        values[key] = bool_field(data, key, "")
+                    else:
+                        number = int_field(data, key, "")
+                        if number is None or number < 1:
+                            raise BadRequestError(f"{key} must be a positive integer")
+                        values[key] = number
+            except BridgeError as error:
+                return _error(error)
+            for key, value in values.items():
+                setattr(state, key, value)
+        return JSONResponse(state.rest_limits())
+
     c = "/_emulator/"
     a = c + "accounts/{domain}/"
     return [
@@ -129,4 +192,7 @@ def account_control_routes(state: AccountsState) -> list[Route]:
         Route(a + "oauth", oauth, methods=["GET"]),
         Route(a + "uninstall_hook", uninstall_hook, methods=["POST"]),
         Route(c + "hooks", hooks, methods=["GET"]),
+        Route(a + "crm", crm, methods=["GET"]),
+        Route(a + "contacts", contacts, methods=["POST"]),
+        Route(c + "rest-limits", rest_limits, methods=["GET", "PUT", "DELETE"]),
     ]

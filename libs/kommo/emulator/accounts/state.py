@@ -15,7 +15,9 @@ import secrets
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -33,6 +35,7 @@ from libs.kommo.emulator.accounts.records import (
     RefreshAttempt,
     fingerprint,
 )
+from libs.kommo.emulator.crm import CrmState
 from libs.kommo.oauth import UNINSTALL_USER_AGENT, uninstall_signature, validate_domain
 
 CODE_TTL_S: Final = 20 * 60
@@ -41,6 +44,15 @@ REFRESH_TOKEN_TTL_S: Final = 90 * 86_400
 INSTALL_HOOK_TIMEOUT_S: Final = 3.0
 """§10 [K-PUB]: Kommo gives the install hook 3 s, ignores the answer and never resends."""
 UNINSTALL_HOOK_TIMEOUT_S: Final = 5.0
+REST_RATE_LIMIT: Final = 7
+"""§11 [K-LIM, K-HTTP]: 7 requests per second, per IP."""
+REST_WINDOW_S: Final = 1.0
+REST_RETRY_AFTER_S: Final = 1
+# ASSUMPTION: "repeated violations → 403 for every request from that IP" (§11) gives no numbers; these
+# are ours: 30 refusals within a minute ban the IP for a minute.
+REST_BAN_AFTER: Final = 30
+REST_BAN_WINDOW_S: Final = 60.0
+REST_BAN_S: Final = 60
 
 # Kommo's OAuth hints (the `hint` of a 400). ASSUMPTION: the wording follows the PHP OAuth server Kommo's
 # answers resemble; clients must rely on the status only.
@@ -69,6 +81,15 @@ class AccessDenied(Exception):
     """A REST call with a missing, unknown, expired or revoked access token: 401 (§10, §11)."""
 
 
+@dataclass(frozen=True)
+class RestRefusal:
+    """Why a REST call from an IP is not served: 429 over the rate limit, 403 while the IP is banned;
+    `retry_after` is in whole seconds."""
+
+    status: int
+    retry_after: int
+
+
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -77,7 +98,8 @@ class AccountsState:
     """Everything the emulated Kommo account side knows.
 
     `access_token_ttl_s`, `refresh_token_ttl_s` and `code_ttl_s` may be changed by tests; they apply to
-    codes and tokens issued afterwards.
+    codes and tokens issued afterwards. So may the REST limit's knobs (`rest_*`, also over
+    `/_emulator/rest-limits`). `crm` is the chat CRM served over REST (share it with the amojo emulator).
     """
 
     def __init__(
@@ -85,7 +107,17 @@ class AccountsState:
         *,
         clock: Callable[[], datetime] | None = None,
         hook_http: httpx.AsyncClient | None = None,
+        crm: CrmState | None = None,
     ) -> None:
+        self.crm = crm if crm is not None else CrmState(clock=clock)
+        self.rest_rate_limit: int = REST_RATE_LIMIT
+        self.rest_retry_after_s: int = REST_RETRY_AFTER_S
+        self.rest_ban_after: int = REST_BAN_AFTER
+        self.rest_ban_s: int = REST_BAN_S
+        self.rest_limit_enabled: bool = True
+        self._rest_calls: dict[str, deque[float]] = {}
+        self._rest_refusals: dict[str, deque[float]] = {}
+        self._rest_bans: dict[str, float] = {}
         self.log = RequestLog()
         self.faults = FaultInjector()
         self.access_token_ttl_s: int = ACCESS_TOKEN_TTL_S
@@ -149,6 +181,7 @@ class AccountsState:
         account = Account(domain, amojo_id, account_id, name or domain, user_id, country, paid)
         with self._lock:
             self._accounts[domain] = account
+            self.crm.bind_account(amojo_id, account_id, user_id)
         return account
 
     def account(self, domain: str) -> Account | None:
@@ -323,6 +356,61 @@ class AccountsState:
             self._grants[grant.parent].retired = True
 
     # -- the REST API
+
+    def admit_rest_call(self, ip: str, *, counted: bool = True) -> RestRefusal | None:
+        """Kommo's REST limit (§11): None when a call from `ip` is served, else why not.
+
+        Served calls are counted over a trailing `REST_WINDOW_S`; a call that would be number
+        `rest_rate_limit + 1` is refused with 429 and not counted. After `rest_ban_after` refusals within
+        `REST_BAN_WINDOW_S` every request from the IP gets 403 for `rest_ban_s`. `counted=False` (the
+        token endpoint) is only checked against a ban.
+        """
+        with self._lock:
+            if not self.rest_limit_enabled:
+                return None
+            now = self.now().timestamp()
+            banned_until = self._rest_bans.get(ip)
+            if banned_until is not None:
+                if now < banned_until:
+                    return RestRefusal(403, max(1, int(banned_until - now + 0.999)))
+                del self._rest_bans[ip]
+                self._rest_refusals.pop(ip, None)
+            if not counted:
+                return None
+            calls = self._rest_calls.setdefault(ip, deque())
+            while calls and calls[0] <= now - REST_WINDOW_S:
+                calls.popleft()
+            if len(calls) < self.rest_rate_limit:
+                calls.append(now)
+                return None
+            refusals = self._rest_refusals.setdefault(ip, deque())
+            while refusals and refusals[0] <= now - REST_BAN_WINDOW_S:
+                refusals.popleft()
+            refusals.append(now)
+            if len(refusals) >= self.rest_ban_after:
+                self._rest_bans[ip] = now + self.rest_ban_s
+                refusals.clear()
+            return RestRefusal(429, self.rest_retry_after_s)
+
+    def rest_limits(self) -> dict[str, Any]:
+        """The REST limit's knobs and who is banned, for `GET /_emulator/rest-limits`."""
+        with self._lock:
+            now = self.now().timestamp()
+            return {
+                "rest_rate_limit": self.rest_rate_limit,
+                "rest_retry_after_s": self.rest_retry_after_s,
+                "rest_ban_after": self.rest_ban_after,
+                "rest_ban_s": self.rest_ban_s,
+                "rest_limit_enabled": self.rest_limit_enabled,
+                "banned": {ip: until - now for ip, until in self._rest_bans.items() if until > now},
+            }
+
+    def reset_rest_limits(self) -> None:
+        """Forget every IP's counted calls, refusals and ban (the knobs stay)."""
+        with self._lock:
+            self._rest_calls.clear()
+            self._rest_refusals.clear()
+            self._rest_bans.clear()
 
     def authenticate(self, domain: str, access_token: str) -> Account:
         """The account an access token opens, or AccessDenied (401). Counts as a use of its pair."""
