@@ -1,0 +1,1 @@
+"""Deployment checks: the Helm chart, the Dockerfile, the alerts and the dashboard, all offline."""
