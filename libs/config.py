@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # JetStream stream replicas (3 in production on a NATS cluster).
     stream_replicas: int = Field(1, ge=1, le=5)
     http_timeout_s: float = Field(10.0, gt=0)
+    # Every process serves /metrics, /livez and /readyz here; 0 turns the endpoint off.
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = Field(9464, ge=0, le=65535)
 
     @field_validator("database_url")
     @classmethod

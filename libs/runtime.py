@@ -12,25 +12,45 @@ from typing import Generic, TypeVar
 from libs.config import Settings, load_settings
 from libs.errors import RetryableError
 from libs.logs import configure_logging
+from libs.observability import ProbeServer, configure_tracing, set_service
+from libs.observability.tracing import shutdown_tracing
 
 log = logging.getLogger(__name__)
 
 ServiceMain = Callable[[Settings, asyncio.Event], Awaitable[None]]
+
+_probe: ProbeServer | None = None
+
+
+def mark_ready() -> None:
+    """The service finished starting: `/readyz` answers 200 from now on."""
+    if _probe is not None:
+        _probe.ready = True
 
 
 def run_service(name: str, main: ServiceMain) -> None:
     """Run `main(settings, stop_event)` until it returns; SIGTERM/SIGINT set `stop_event`."""
     settings = load_settings()
     configure_logging(name, settings.log_level)
+    set_service(name)
+    configure_tracing(name)
 
     async def runner() -> None:
+        global _probe
+        _probe = ProbeServer(settings.metrics_host, settings.metrics_port)
+        await _probe.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
         log.info("starting", extra={"environment": settings.environment})
-        await main(settings, stop)
+        try:
+            await main(settings, stop)
+        finally:
+            _probe.ready = False
+            await _probe.stop()
+            shutdown_tracing()
         log.info("stopped")
 
     asyncio.run(runner())

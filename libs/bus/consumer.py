@@ -16,11 +16,19 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from libs.bus.envelope import Delivery
 from libs.bus.publisher import KEY_HEADER, MSG_ID_HEADER
 from libs.bus.topology import Stream, durable_name, partition_subject
 from libs.errors import Action, BridgeError, backoff_delay, disposition
+from libs.observability import CONSUMER_PENDING, DEAD_LETTERS, HOP_SECONDS, service_name, tracer
+from libs.observability.tracing import extract_context
+
+PENDING_REFRESH_S = 10.0
+HOPS = {"router": "router", "kommo_sender": "kommo_send", "messenger_sender": "messenger_send"}
+"""The metric `hop` each consumer's handling time is counted under."""
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +90,20 @@ class Consumer:
             sub = await self._js.pull_subscribe_bind(durable=config.durable_name or "", stream=self._stream.stream_name)
             self._subscriptions.append(sub)
             self._tasks.append(asyncio.create_task(self._run(sub, partition), name=config.durable_name))
+        self._tasks.append(asyncio.create_task(self._watch_pending(), name=f"{self._consumer}-pending"))
+
+    async def _watch_pending(self) -> None:
+        """Publish how far behind this consumer is (the sum over its partitions) for the dashboards."""
+        gauge = CONSUMER_PENDING.labels(service_name(), self._stream.stream_name)
+        while not self._stopping.is_set():
+            with contextlib.suppress(Exception):  # a broker hiccup: try again next round
+                pending = 0
+                for partition in range(self._partitions):
+                    durable = durable_name(self._consumer, self._stream, partition)
+                    pending += (await self._js.consumer_info(self._stream.stream_name, durable)).num_pending or 0
+                gauge.set(pending)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), PENDING_REFRESH_S)
 
     async def stop(self) -> None:
         """Finish the message in hand, then stop pulling."""
@@ -130,8 +152,17 @@ class Consumer:
             stream_sequence=msg.metadata.sequence.stream,
         )
         heartbeat = asyncio.create_task(self._heartbeat(msg))
+        hop = HOPS.get(self._consumer, self._consumer)
+        started = asyncio.get_running_loop().time()
+        span = tracer().start_span(
+            f"{self._consumer} {self._stream.stream_name}",
+            context=extract_context(delivery.headers),
+            kind=SpanKind.CONSUMER,
+            attributes={"messaging.system": "nats", "messaging.destination.name": delivery.subject},
+        )
         try:
-            await self._handler(delivery)
+            with trace.use_span(span, end_on_exit=True):
+                await self._handler(delivery)
         except Exception as exc:
             heartbeat.cancel()
             await self._settle_failure(msg, delivery, exc)
@@ -139,6 +170,7 @@ class Consumer:
         finally:
             heartbeat.cancel()
         await msg.ack()
+        HOP_SECONDS.labels(service_name(), hop).observe(asyncio.get_running_loop().time() - started)
         self.handled += 1
 
     async def _heartbeat(self, msg: Msg) -> None:
@@ -175,6 +207,7 @@ class Consumer:
             await msg.nak(delay=backoff_delay(delivery.attempt))
             return
         await msg.term()
+        DEAD_LETTERS.labels(service_name(), self._stream.stream_name).inc()
 
     async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Keep the failed message, with why and where it failed, for `bridgectl` replay or drop."""

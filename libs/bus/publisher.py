@@ -9,6 +9,7 @@ from nats.js.api import PubAck
 
 from libs.bus.topology import Stream, subject_for
 from libs.errors import RetryableError
+from libs.observability.tracing import inject_context
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 KEY_HEADER = "Bridge-Key"
@@ -42,6 +43,7 @@ class Publisher:
             data = message.SerializeToString()
             all_headers[TYPE_HEADER] = message.DESCRIPTOR.full_name
         all_headers.update(headers or {})
+        inject_context(all_headers)  # the message's trace continues in whoever consumes it
         try:
             return await self._js.publish(
                 subject_for(stream, key, self._partitions),

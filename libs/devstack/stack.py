@@ -74,6 +74,7 @@ class Stack:
         # Sandbox: a chat channel registered with the Kommo emulator instead of Kommo's support.
         self.sandbox = not os.environ.get("BRIDGE_KOMMO_CHANNEL_ID")
         self.channel_bot_id = ""
+        self.metrics_ports: dict[str, int] = {}
         if self.sandbox:
             self.channel_id = _private_file(secrets_dir / "sandbox_channel_id", str(uuid.uuid4()))
             self.channel_secret_file = secrets_dir / "sandbox_channel_secret"
@@ -142,8 +143,11 @@ class Stack:
 
     def _process(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> ManagedProcess:
         color = COLORS[len(self.processes) % len(COLORS)]
+        # Every process has its own /metrics, /livez, /readyz port on this one host (127.0.0.1 only).
+        self.metrics_ports[name] = free_port()
+        probes = {"BRIDGE_METRICS_HOST": "127.0.0.1", "BRIDGE_METRICS_PORT": str(self.metrics_ports[name])}
         process = ManagedProcess(
-            name, argv, {**self.env(), **(env or {})}, self.data_dir / "logs", echo=self.echo, color=color
+            name, argv, {**self.env(), **probes, **(env or {})}, self.data_dir / "logs", echo=self.echo, color=color
         )
         self.processes[name] = process
         return process

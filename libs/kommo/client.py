@@ -27,6 +27,7 @@ from libs.errors import (
 from libs.kommo.payloads import NewMessage, Participant, encode_body
 from libs.kommo.responses import json_object, retry_after, text_field, transport_failure
 from libs.kommo.signing import signed_headers
+from libs.observability.metrics import count_rate_limited
 
 API_PREFIX: Final = "/v2/origin/custom"
 HOOK_API_VERSION: Final = "v2"
@@ -243,6 +244,7 @@ def _failure(operation: str, outcome: httpx.Response | httpx.HTTPError) -> Bridg
 
     if status == 429:
         wait = retry_after(outcome, body, body_first=False)
+        count_rate_limited("kommo")
         return RateLimitedError(message, retry_after=DEFAULT_RETRY_AFTER_S if wait is None else wait)
     if status >= 500 or status == 408:
         return RetryableError(message, retry_after=retry_after(outcome, body, body_first=False))

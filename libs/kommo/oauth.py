@@ -30,6 +30,7 @@ from libs.errors import (
     RetryableError,
 )
 from libs.kommo.responses import json_object, number_field, retry_after, text_field, transport_failure
+from libs.observability.metrics import count_rate_limited
 
 TOKEN_PATH: Final = "/oauth2/access_token"  # noqa: S105 - a path, not a secret
 ACCOUNT_PATH: Final = "/api/v4/account"
@@ -285,6 +286,7 @@ def account_failure(
 
     if status == 429:
         wait = retry_after(outcome, body, body_first=True)
+        count_rate_limited("kommo")
         return RateLimitedError(message, retry_after=DEFAULT_RETRY_AFTER_S if wait is None else wait)
     if status >= 500 or status == 408:
         return RetryableError(message, retry_after=retry_after(outcome, body, body_first=True))

@@ -14,6 +14,7 @@ from libs.db import create_engine
 from libs.kommo.client import AmojoClient
 from libs.kommo.oauth import KommoAccountClient
 from libs.rpc import GrpcServer
+from libs.runtime import mark_ready
 from libs.secret_names import KOMMO_CHANNEL_OWNER, KOMMO_CHANNEL_SECRET
 from services.auth.install_states import InstallStates
 from services.auth.installations import InstallationStore
@@ -63,6 +64,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server.server)
         port = await server.start(settings.auth_grpc_addr)
         tokens.start()
+        mark_ready()
         log.info("ready", extra={"port": port})
         await stop.wait()
         await server.stop()

@@ -16,8 +16,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from libs.config import Settings
-from libs.errors import CredentialRejectedError, NotFoundError, PermanentError
+from libs.errors import CredentialRejectedError, NotFoundError, PermanentError, RetryableError
 from libs.kommo.oauth import KommoAccountClient
+from libs.observability import TOKEN_REFRESH_FAILURES
 from libs.secret_names import KOMMO_ACCESS_TOKEN, KOMMO_REFRESH_TOKEN, installation_owner
 from services.auth.installations import (
     ACTIVE,
@@ -103,7 +104,11 @@ class TokenKeeper:
             except CredentialRejectedError as exc:
                 # Recorded in this same transaction, which commits: the state must outlive the error.
                 await self._installations.set_state(account_id, NEEDS_REAUTH, str(exc), conn=conn)
+                TOKEN_REFRESH_FAILURES.inc()
                 refused = exc
+            except RetryableError:
+                TOKEN_REFRESH_FAILURES.inc()
+                raise
             else:
                 await self.store(account_id, pair.access_token, pair.refresh_token, conn)
                 await self._installations.set_token_expiry(account_id, pair.expires_at, conn=conn)

@@ -17,6 +17,7 @@ from libs.bus import Publisher, connect, ensure_streams
 from libs.config import Settings
 from libs.db import create_engine
 from libs.rpc import open_channel
+from libs.runtime import mark_ready
 from services.gateway.credentials import GatewayCredentials
 from services.gateway.installs import Installs
 from services.gateway.spool import HookSpool
@@ -85,6 +86,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             await serving  # surfaces the bind error
             return
         await asyncio.sleep(0.02)
+    mark_ready()
     log.info("ready", extra={"host": settings.gateway_host, "port": settings.gateway_port})
     await stop.wait()
     server.should_exit = True

@@ -14,13 +14,14 @@ import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator
 
-from sqlalchemy import delete, exists, select, text
+from sqlalchemy import delete, exists, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.bus import Publisher, Stream
 from libs.db.schema import gateway_spool
 from libs.errors import RetryableError
+from libs.observability import SPOOL_DEPTH
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,9 @@ class HookSpool:
         """Publish spooled hooks in order; returns how many were published."""
         published = 0
         async with self._engine.begin() as conn:
-            if not (await conn.execute(select(exists().select_from(gateway_spool)))).scalar():
+            depth = int((await conn.execute(select(func.count()).select_from(gateway_spool))).scalar() or 0)
+            SPOOL_DEPTH.set(depth)
+            if not depth:
                 self._pending = False
                 return 0
             self._pending = True

@@ -7,16 +7,28 @@ HTTP status (`libs.errors.http_status`), and the body says what was wrong withou
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Awaitable
 
 from nats.aio.client import Client as NATS
+from opentelemetry.trace import SpanKind
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from libs.bus import Publisher, Stream
-from libs.errors import AuthError, BadRequestError, BridgeError, MissingCredentialError, RetryableError, http_status
+from libs.errors import (
+    AuthError,
+    BadRequestError,
+    BridgeError,
+    MissingCredentialError,
+    NotFoundError,
+    RetryableError,
+    http_status,
+)
 from libs.kommo.hooks import parse_chat_hook
 from libs.kommo.signing import verify_hook_signature
 from libs.messengers.registry import adapter_named
+from libs.observability import HOP_SECONDS, WEBHOOKS, service_name, tracer
 from services.gateway.credentials import GatewayCredentials
 from services.gateway.spool import HookSpool
 
@@ -53,6 +65,28 @@ class Webhooks:
 
     async def messenger(self, request: Request) -> Response:
         """POST /webhooks/{platform}/{connection_id}: a messenger platform delivers an update."""
+        try:
+            platform = adapter_named(request.path_params["platform"]).name
+        except NotFoundError:
+            platform = "unknown"  # never a label value a caller chose
+        return await self._observed(platform, self._messenger(request))
+
+    async def kommo(self, request: Request) -> Response:
+        """POST /webhooks/kommo/{scope_id}: a manager's message from Kommo, sent once and never retried."""
+        return await self._observed("kommo", self._kommo(request))
+
+    @staticmethod
+    async def _observed(platform: str, handling: Awaitable[Response]) -> Response:
+        """Count and time the answer; the span is the root of the message's trace across services."""
+        started = time.monotonic()
+        with tracer().start_as_current_span(f"webhook {platform}", kind=SpanKind.SERVER) as span:
+            response = await handling
+            span.set_attribute("http.response.status_code", response.status_code)
+        WEBHOOKS.labels(platform, str(response.status_code)).inc()
+        HOP_SECONDS.labels(service_name(), "gateway_publish").observe(time.monotonic() - started)
+        return response
+
+    async def _messenger(self, request: Request) -> Response:
         connection_id = request.path_params["connection_id"]
         try:
             adapter = adapter_named(request.path_params["platform"])
@@ -69,8 +103,7 @@ class Webhooks:
             return error_response(exc)
         return JSONResponse({"ok": True})
 
-    async def kommo(self, request: Request) -> Response:
-        """POST /webhooks/kommo/{scope_id}: a manager's message from Kommo, sent once and never retried."""
+    async def _kommo(self, request: Request) -> Response:
         scope_id = request.path_params["scope_id"]
         try:
             body = await read_body(request)

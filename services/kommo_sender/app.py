@@ -17,6 +17,7 @@ from libs.kommo.client import AmojoClient
 from libs.kommo.rest import KommoRestClient
 from libs.ratelimit import SharedRateLimiter
 from libs.rpc import call, open_channel
+from libs.runtime import mark_ready
 from services.kommo_sender.crm import AccountTokens, ChatSetup, ProfileUpdater, SourceSync
 from services.kommo_sender.deliveries import KommoDeliverer
 from services.kommo_sender.holding import AccountGate, ParkingLot
@@ -113,6 +114,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         for consumer in consumers:
             await consumer.start()
         lot.start()
+        mark_ready()
         log.info("ready", extra={"partitions": settings.partitions})
         await stop.wait()
         await lot.stop()

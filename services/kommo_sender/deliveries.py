@@ -20,6 +20,7 @@ from libs.db.retry import persist_after_effect
 from libs.db.schema import kommo_deliveries
 from libs.kommo.client import AmojoClient
 from libs.kommo.payloads import NewMessage, content_to_message_body
+from libs.observability import count_message
 from services.kommo_sender.crm import ChatSetup, participant_for
 from services.kommo_sender.holding import ParkingLot
 
@@ -51,6 +52,7 @@ class KommoDeliverer:
     async def _deliver(self, command: events_pb2.DeliverToKommo) -> None:
         if await self._already_delivered(command.msgid):
             log.info("already in kommo", extra={"message_id": command.msgid})
+            count_message(command.platform, "inbound", "duplicate")
             return
         await self._chats.prepare(command)
         message = NewMessage(
@@ -78,6 +80,7 @@ class KommoDeliverer:
 
         await persist_after_effect(record)
         await self._chats.delivered(command.scope_id, command.conversation_id, sent.conversation_id)
+        count_message(command.platform, "inbound", "delivered")
         log.info(
             "delivered to kommo",
             extra={

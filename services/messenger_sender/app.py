@@ -12,6 +12,7 @@ from libs.bus import Consumer, Publisher, Stream, connect, ensure_streams
 from libs.config import Settings
 from libs.db import create_engine
 from libs.rpc import open_channel
+from libs.runtime import mark_ready
 from services.messenger_sender.outcomes import OutcomeStore
 from services.messenger_sender.sender import MessengerSender
 
@@ -41,6 +42,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             handler=sender.handle,
         )
         await consumer.start()
+        mark_ready()
         log.info("ready", extra={"partitions": settings.partitions})
         await stop.wait()
         await consumer.stop()

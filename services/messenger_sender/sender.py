@@ -20,6 +20,7 @@ from libs.config import Settings
 from libs.db.retry import persist_after_effect
 from libs.errors import CredentialRejectedError, PermanentError, RecipientUnavailableError, RetryableError
 from libs.messengers.registry import adapter_for
+from libs.observability import count_message
 from libs.rpc import call
 from libs.runtime import TtlCache
 from libs.secret_names import MESSENGER_TOKEN
@@ -59,10 +60,12 @@ class MessengerSender:
         command = delivery.decode(events_pb2.DeliverToMessenger)
         previous = await self._outcomes.find(command.kommo_message_id)
         if previous is not None:
+            count_message(command.platform, "outbound", "duplicate")
             await self._report(command, previous)
             return
         outcome = await self._send(command, delivery.attempt)
         await persist_after_effect(lambda: self._outcomes.save(outcome))
+        count_message(command.platform, "outbound", "delivered" if outcome.outcome == "sent" else "failed")
         await self._report(command, outcome)
 
     async def _send(self, command: events_pb2.DeliverToMessenger, attempt: int) -> Outcome:

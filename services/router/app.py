@@ -13,7 +13,7 @@ from libs.bus import Consumer, Publisher, Stream, connect, ensure_streams
 from libs.config import Settings
 from libs.db import create_engine
 from libs.rpc import GrpcServer, open_channel
-from libs.runtime import TtlCache
+from libs.runtime import TtlCache, mark_ready
 from services.router.channels import ChannelConnector
 from services.router.connections import ConnectionStore
 from services.router.context import RoutingContext
@@ -60,6 +60,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         port = await server.start(settings.router_grpc_addr)
         for consumer in consumers:
             await consumer.start()
+        mark_ready()
         log.info("ready", extra={"port": port, "partitions": settings.partitions})
         await stop.wait()
         await server.stop()

@@ -31,6 +31,7 @@ from libs.errors import (
     RetryableError,
 )
 from libs.messengers.registry import ChannelIdentity
+from libs.observability.metrics import count_rate_limited
 
 if TYPE_CHECKING:
     from libs.config import Settings
@@ -417,6 +418,7 @@ def _failure(method: str, outcome: httpx.Response | Exception, token: str) -> Br
     message = f"{where}: {description}"
 
     if code == 429:
+        count_rate_limited("telegram")
         return RateLimitedError(message, retry_after=_retry_after(envelope, outcome))
     if code in (401, 404):
         return CredentialRejectedError(f"{where}: the bot token was rejected ({code} {description})")
