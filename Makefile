@@ -47,3 +47,30 @@ bench: install
 
 clean:
 	rm -rf $(VENV) libs/contracts/kommo_bridge .data
+
+# --- Deployment (docs/operations.md) -------------------------------------------------------------
+IMAGE ?= kommo-bridge
+IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' deploy/kommo-bridge/Chart.yaml)
+CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+
+.PHONY: images chart chart-deps
+
+# One image, every service (the container's arguments pick the module). Needs a running docker/podman.
+images:
+	@if [ -z "$(CONTAINER_ENGINE)" ] || ! $(CONTAINER_ENGINE) info >/dev/null 2>&1; then \
+		echo "make images: no working container engine (docker or podman) here; CI lints the Dockerfile instead (tests/deploy)" >&2; \
+		exit 1; \
+	fi
+	$(CONTAINER_ENGINE) build --pull -f Dockerfile -t $(IMAGE):$(IMAGE_TAG) .
+	@echo "built $(IMAGE):$(IMAGE_TAG); push it and set image.repository / image.tag in your values"
+
+# Lint the Helm chart (NATS subchart included) with every CI values set and package it into dist/
+# (no helm binary needed). Offline without the subchart: `$(BIN)/python -m deploy.chartctl lint --allow-missing-deps`.
+chart: chart-deps
+	$(BIN)/python -m deploy.chartctl lint
+	$(BIN)/python -m deploy.chartctl package --destination dist
+
+# Fetch the NATS subchart Chart.yaml declares into deploy/kommo-bridge/charts/ (`helm dependency
+# update`; needs network, git-ignored, a no-op when already there). Needed before `helm install`.
+chart-deps: install
+	$(BIN)/python -m deploy.chartctl deps

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -20,10 +21,12 @@ from libs.messengers.telegram.flood import FloodLimits
 log = logging.getLogger(__name__)
 
 
-async def serve_all(apps: dict[str, tuple[ASGIApp, int]]) -> None:
+async def serve_all(apps: dict[str, tuple[ASGIApp, int]], host: str = "127.0.0.1") -> None:
+    """Serve every app on `host`, each on its port, until they stop. Loopback by default; the chart's
+    sandbox pod binds 0.0.0.0 so the bridge's other pods reach it through its Service."""
     servers = []
     for name, (app, port) in apps.items():
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off")
+        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
         server = uvicorn.Server(config)
         servers.append((name, server, asyncio.create_task(server.serve())))
     for name, server, task in servers:
@@ -36,8 +39,9 @@ async def serve_all(apps: dict[str, tuple[ASGIApp, int]]) -> None:
     await asyncio.gather(*(task for _, _, task in servers))
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Serve the Kommo and Telegram emulators.")
+    parser.add_argument("--host", default="127.0.0.1", help="address every emulator binds (default: loopback)")
     parser.add_argument("--kommo-port", type=int, required=True)
     parser.add_argument("--telegram-port", type=int, required=True)
     parser.add_argument("--channel-id", required=True)
@@ -49,7 +53,11 @@ def main() -> None:
     parser.add_argument("--client-id", required=True, help="the integration's OAuth client id")
     parser.add_argument("--client-secret-file", required=True, help="file holding the integration's secret")
     parser.add_argument("--redirect-uri", required=True)
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     configure_logging("emulators")
 
     with open(args.channel_secret_file) as handle:
@@ -69,7 +77,7 @@ def main() -> None:
         "kommo-accounts": (accounts_app, args.accounts_port),
         "telegram": (telegram_app, args.telegram_port),
     }
-    asyncio.run(serve_all(apps))
+    asyncio.run(serve_all(apps, host=args.host))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,21 @@
-"""Rendering the chart once per values set, and reading the rendered objects (tests/deploy)."""
+"""Rendering the chart once per values set, and reading the rendered objects (tests/deploy).
+
+The NATS subchart is not committed: CI (a fresh clone, no internet) has no deploy/kommo-bridge/charts/.
+Everything of this chart is rendered and checked there all the same; what only the subchart renders
+(its StatefulSet, Services, ConfigMap) is checked by the tests marked `needs_nats_subchart`, which run
+after `make chart-deps` and are otherwise skipped with the reason shown. Set
+BRIDGE_REQUIRE_NATS_SUBCHART=1 where the subchart must be there: they then fail instead of skipping."""
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator
 from functools import cache
 from typing import Any
+
+import helm_python as helm
+import pytest
 
 from deploy import chartctl
 
@@ -16,6 +27,44 @@ FULLNAME = "bridge-kommo-bridge"
 SERVICE_KEYS = ("gateway", "auth", "router", "kommo-sender", "messenger-sender")
 # Workloads that carry a pod template, and where it is.
 POD_KINDS = ("Deployment", "StatefulSet", "Job", "Pod")
+NATS_NAME = f"{RELEASE}-nats"
+# The labels of the NATS chart's server pods (its `nats.selectorLabels`), which this chart's NATS
+# NetworkPolicy selects. Stand in for the pods when the subchart is absent; checked against the
+# rendered StatefulSet when it is present.
+NATS_POD_LABELS = {
+    "app.kubernetes.io/name": "nats",
+    "app.kubernetes.io/instance": RELEASE,
+    "app.kubernetes.io/component": "nats",
+}
+
+NATS_SUBCHART_PRESENT = "nats" not in chartctl.missing_dependencies()
+# Tests of objects only the NATS subchart renders (the fixture is in tests/deploy/conftest.py).
+needs_nats_subchart = pytest.mark.usefixtures("nats_subchart")
+
+
+def subchart_absent_outcome() -> tuple[str, str]:
+    """What a `needs_nats_subchart` test does without the subchart: ("skip" | "fail", why)."""
+    reason = f"the NATS subchart is not in {chartctl.CHART_DIR / 'charts'} (run `make chart-deps`)"
+    if os.environ.get("BRIDGE_REQUIRE_NATS_SUBCHART", "") not in ("", "0"):
+        return "fail", f"BRIDGE_REQUIRE_NATS_SUBCHART is set but {reason}"
+    return "skip", reason
+
+
+@cache
+def _effective_values(name: str) -> str:
+    with helm.Chart.load(chartctl.CHART_DIR) as chart:
+        return json.dumps(chart.merge_values(chartctl.values_set(name)))
+
+
+def effective_values(name: str) -> dict[str, Any]:
+    """The values an install of one CI values set uses: the chart's defaults (values.yaml, and the
+    subchart's when present) coalesced with the set, as Helm does."""
+    values: dict[str, Any] = json.loads(_effective_values(name))
+    return values
+
+
+def nats_enabled(name: str) -> bool:
+    return bool(effective_values(name)["nats"]["enabled"])
 
 
 @cache
@@ -66,6 +115,16 @@ def pod_labels(workload: Manifest) -> dict[str, str]:
 
 def workloads(manifests: list[Manifest]) -> list[Manifest]:
     return [m for m in manifests if m["kind"] in POD_KINDS]
+
+
+def pods_by_name(manifests: list[Manifest], with_nats: bool) -> dict[str, dict[str, str]]:
+    """Workload name → its pods' labels. With NATS enabled but its subchart absent (so nothing of it
+    rendered), the NATS StatefulSet's pods are stood in for by NATS_POD_LABELS."""
+    pods = {w["metadata"]["name"]: pod_labels(w) for w in workloads(manifests)}
+    if with_nats and not NATS_SUBCHART_PRESENT:
+        assert NATS_NAME not in pods
+        pods[NATS_NAME] = dict(NATS_POD_LABELS)
+    return pods
 
 
 def containers(manifests: list[Manifest]) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:

@@ -1,11 +1,17 @@
 """The Helm chart, linted and rendered offline through Helm's Go SDK (helm-python-sdk), and the
-rendered objects checked: workloads, probes, security, NetworkPolicies, hooks, schema."""
+rendered objects checked: workloads, probes, security, NetworkPolicies, hooks, schema.
+
+The NATS subchart is declared, not committed: without it (CI) every values set is linted and rendered
+all the same, and NATS is checked on its declaration and its values; with it (`make chart-deps`) the
+`needs_nats_subchart` tests check what it renders too (see tests/deploy/chart.py)."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,24 +22,31 @@ from deploy import chartctl
 from tests.deploy.chart import (
     FULLNAME,
     NAMESPACE,
+    NATS_NAME,
+    NATS_POD_LABELS,
+    NATS_SUBCHART_PRESENT,
     RELEASE,
     SERVICE_KEYS,
     Manifest,
     component,
     containers,
+    effective_values,
     env_of,
     hook_annotation,
     named,
+    nats_enabled,
+    needs_nats_subchart,
     of_kind,
     pod_labels,
     pod_spec,
+    pods_by_name,
     render_set,
     render_with,
     workloads,
 )
 
 VALUES_SETS = sorted(chartctl.VALUES_SETS)
-NATS_NAME = f"{RELEASE}-nats"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # --- lint and dependency ---------------------------------------------------------------------------
@@ -41,32 +54,153 @@ NATS_NAME = f"{RELEASE}-nats"
 
 @pytest.mark.parametrize("values_set", VALUES_SETS)
 def test_chart_lints_without_warnings(values_set: str) -> None:
-    assert chartctl.lint(chartctl.values_set(values_set)) == []
+    """Strict lint of every values set; without the NATS subchart only its absence is forgiven."""
+    assert chartctl.lint(chartctl.values_set(values_set), allow_missing_deps=True) == []
+
+
+def test_lint_forgives_only_the_absent_subchart() -> None:
+    """Strict lint without the allowance: clean with the subchart, exactly its absence without it."""
+    problems = chartctl.lint(chartctl.values_set("default"))
+    if NATS_SUBCHART_PRESENT:
+        assert problems == []
+    else:
+        assert problems == [f"{chartctl.CHART_DIR}: chart directory is missing these dependencies: nats"]
+
+
+def test_lint_still_reports_a_dependency_of_the_wrong_version(tmp_path: Path) -> None:
+    """The allowance covers a subchart that is not there, not one that does not match Chart.yaml."""
+    chart = tmp_path / "kommo-bridge"
+    shutil.copytree(chartctl.CHART_DIR, chart, ignore=shutil.ignore_patterns("charts"))
+    (chart / "charts" / "nats").mkdir(parents=True)
+    (chart / "charts" / "nats" / "Chart.yaml").write_text("apiVersion: v2\nname: nats\nversion: 2.0.0\n")
+    assert chartctl.dependency_statuses(chart) == {"nats": "wrong version"}
+    problems = chartctl.lint(chartctl.values_set("default"), chart_dir=chart, allow_missing_deps=True)
+    assert problems == [
+        f"{chart}: dependency nats in charts/ does not match Chart.yaml (wrong version); run `make chart-deps`"
+    ]
 
 
 def test_lint_reports_a_broken_template(tmp_path: Path) -> None:
     """The lint above can fail: a chart copy with a template error is reported."""
-    import shutil
-
     broken = tmp_path / "kommo-bridge"
     shutil.copytree(chartctl.CHART_DIR, broken)
     (broken / "templates" / "broken.yaml").write_text("kind: ConfigMap\nmetadata: {{ .Values.nope.nested }}\n")
-    problems = chartctl.lint(chartctl.values_set("default"), chart_dir=broken)
+    problems = chartctl.lint(chartctl.values_set("default"), chart_dir=broken, allow_missing_deps=True)
     assert any("broken.yaml" in problem for problem in problems), problems
 
 
-def test_nats_is_the_vendored_official_chart() -> None:
+def test_chart_declares_the_official_nats_chart() -> None:
     with helm.Chart.load(chartctl.CHART_DIR) as chart:
-        declared = {d["name"]: d for d in chart.metadata["dependencies"]}
+        declared = chart.metadata["dependencies"]
+    assert declared == [
+        {
+            "name": "nats",
+            "version": "2.14.2",
+            "repository": "https://nats-io.github.io/k8s/helm/charts/",
+            "condition": "nats.enabled",
+        }
+    ]
+    assert declared[0] == chartctl.NATS_CHART
+    # Either fetched at that version (an archive or unpacked), or not fetched at all: never another.
+    [status] = chartctl.dependency_statuses().values()
+    assert status in ({"ok", "unpacked"} if NATS_SUBCHART_PRESENT else {"missing"})
+
+
+def test_the_subchart_is_never_committed() -> None:
+    """Fetched third-party code stays out of git: charts/ (and Chart.lock) are ignored, nothing in
+    them is tracked."""
+    if not (ROOT / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git work tree")
+    fetched = ["deploy/kommo-bridge/charts/nats/Chart.yaml", "deploy/kommo-bridge/charts/nats-2.14.2.tgz"]
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *fetched, "deploy/kommo-bridge/Chart.lock"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ignored.stdout.split() == [*fetched, "deploy/kommo-bridge/Chart.lock"], ignored.stderr
+    tracked = subprocess.run(
+        ["git", "ls-files", "deploy/kommo-bridge/charts"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert tracked.stdout == ""
+
+
+@needs_nats_subchart
+def test_fetched_nats_chart_is_the_declared_one() -> None:
+    with helm.Chart.load(chartctl.CHART_DIR) as chart:
         loaded = {d["name"]: d for d in chart.dependencies}
-    assert declared["nats"]["condition"] == "nats.enabled"
-    assert declared["nats"]["version"] == loaded["nats"]["version"] == chartctl.NATS_CHART["version"]
-    statuses = {d["name"]: d["status"] for d in helm.dependency_list(chartctl.CHART_DIR)}
-    assert statuses["nats"] in {"ok", "unpacked"}
-    assert "Apache License" in (chartctl.CHART_DIR / "charts" / "nats" / "LICENSE").read_text()
+    assert loaded["nats"]["version"] == chartctl.NATS_CHART["version"]
+    assert loaded["nats"]["home"] == "http://github.com/nats-io/k8s"
 
 
-def test_nats_runs_a_three_node_jetstream_cluster_with_file_storage() -> None:
+def test_nats_values_make_a_three_node_jetstream_cluster_with_file_storage() -> None:
+    """What the subchart receives (checked on the values: the subchart may be absent)."""
+    values = effective_values("default")
+    nats = values["nats"]
+    assert nats["enabled"] is True
+    assert nats["config"]["cluster"]["enabled"] is True and nats["config"]["cluster"]["replicas"] == 3
+    jetstream = nats["config"]["jetstream"]
+    assert jetstream["enabled"] is True
+    assert jetstream["memoryStore"]["enabled"] is False
+    assert jetstream["fileStore"]["enabled"] is True and jetstream["fileStore"]["dir"] == "/data"
+    assert jetstream["fileStore"]["pvc"]["enabled"] is True and jetstream["fileStore"]["pvc"]["size"] == "10Gi"
+    # One NATS node per Kubernetes node, so losing a node loses one replica of each stream.
+    spread = nats["podTemplate"]["topologySpreadConstraints"]["kubernetes.io/hostname"]
+    assert spread == {"maxSkew": 1, "whenUnsatisfiable": "DoNotSchedule"}
+    assert nats["natsBox"]["enabled"] is False
+    # The bridge talks to the NATS chart's client Service, with streams replicated on all three nodes.
+    bridge_config = named(render_set("default"), "ConfigMap", FULLNAME)["data"]
+    assert bridge_config["BRIDGE_NATS_URL"] == f"nats://{NATS_NAME}:4222"
+    assert bridge_config["BRIDGE_STREAM_REPLICAS"] == "3" == str(values["config"]["streamReplicas"])
+
+
+def test_nats_values_run_it_non_root_with_a_read_only_root_and_resources() -> None:
+    nats = effective_values("default")["nats"]
+    hardened = {
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert nats["container"]["merge"]["securityContext"] == hardened
+    assert nats["reloader"]["merge"]["securityContext"] == hardened
+    pod = nats["podTemplate"]["merge"]["spec"]["securityContext"]
+    assert pod["runAsNonRoot"] is True and pod["runAsUser"] != 0 and pod["fsGroup"] == pod["runAsGroup"]
+    for resources in (nats["container"]["resources"], nats["reloader"]["merge"]["resources"]):
+        for bound in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(resources[bound])
+
+
+@needs_nats_subchart
+def test_nats_values_are_all_known_to_the_subchart() -> None:
+    """A misspelt key under `nats:` would be ignored by the NATS chart without a word."""
+    ours = helm.values_from_yaml((chartctl.CHART_DIR / "values.yaml").read_text())["nats"]
+
+    def unknown(mine: dict[str, Any], defaults: Any, path: str) -> list[str]:
+        if not isinstance(defaults, dict) or not defaults:
+            return []  # a free-form map (merge patches, constraints keyed by topology key) or a leaf
+        found = []
+        for key, value in mine.items():
+            if key not in defaults:
+                found.append(f"{path}{key}")
+            elif isinstance(value, dict):
+                found += unknown(value, defaults[key], f"{path}{key}.")
+        return found
+
+    # `enabled` is the dependency's condition, read by Helm, not by the NATS chart.
+    assert unknown({k: v for k, v in ours.items() if k != "enabled"}, _subchart_defaults(), "nats.") == []
+
+
+def _subchart_defaults() -> dict[str, Any]:
+    charts = chartctl.CHART_DIR / "charts"
+    source = charts / "nats" if (charts / "nats").is_dir() else next(charts.glob("nats-*.tgz"))
+    with helm.Chart.load(source) as subchart:
+        return subchart.values
+
+
+@needs_nats_subchart
+def test_nats_subchart_renders_a_three_node_jetstream_cluster_with_file_storage() -> None:
     manifests = render_set("default")
     statefulset = named(manifests, "StatefulSet", NATS_NAME)
     assert statefulset["spec"]["replicas"] == 3
@@ -75,11 +209,16 @@ def test_nats_runs_a_three_node_jetstream_cluster_with_file_storage() -> None:
     config = named(manifests, "ConfigMap", f"{NATS_NAME}-config")["data"]["nats.conf"]
     assert '"store_dir": "/data"' in config and '"max_memory_store": 0' in config
     assert len(re.findall(r"nats://bridge-nats-\d\.bridge-nats-headless:6222", config)) == 3
-    bridge_config = named(manifests, "ConfigMap", FULLNAME)["data"]
-    # The bridge talks to the NATS chart's client Service, with streams replicated on all three nodes.
+    # BRIDGE_NATS_URL names the NATS chart's client Service, and the NetworkPolicy its pods.
     client_service = named(manifests, "Service", NATS_NAME)
+    bridge_config = named(manifests, "ConfigMap", FULLNAME)["data"]
     assert bridge_config["BRIDGE_NATS_URL"] == f"nats://{client_service['metadata']['name']}:4222"
-    assert bridge_config["BRIDGE_STREAM_REPLICAS"] == "3"
+    assert NATS_POD_LABELS.items() <= pod_labels(statefulset).items()
+
+
+def test_jetstream_cannot_be_turned_off() -> None:
+    with pytest.raises(chartctl.ChartError, match=r"nats\.config\.jetstream\.enabled must be true"):
+        render_with("default", {"nats": {"config": {"jetstream": {"enabled": False}}}})
 
 
 def test_external_nats_replaces_the_subchart() -> None:
@@ -165,10 +304,11 @@ def test_every_container_is_non_root_read_only_with_resources(values_set: str) -
         for bound in ("requests", "limits"):
             assert {"cpu", "memory"} <= set(container.get("resources", {}).get(bound, {})), f"{where} {bound}"
         checked.append(where)
-    # The check covered the five services, the migrations Job, the test Pod and NATS (when deployed).
+    # The check covered the five services, the migrations Job, the test Pod and NATS (when deployed
+    # and its subchart fetched; its values are checked without it, above).
     expected = {f"Deployment/{component(key)}/{key}" for key in SERVICE_KEYS}
     expected |= {f"Job/{component('migrations')}/migrations", f"Pod/{component('test')}/smoke"}
-    if chartctl.values_set(values_set).get("nats", {}).get("enabled", True):
+    if nats_enabled(values_set) and NATS_SUBCHART_PRESENT:
         expected |= {f"StatefulSet/{NATS_NAME}/nats", f"StatefulSet/{NATS_NAME}/reloader"}
     assert expected <= set(checked), expected - set(checked)
 
@@ -328,16 +468,16 @@ RELEASE_POD = _in_namespace(NAMESPACE, {"app.kubernetes.io/instance": RELEASE, "
 PROMETHEUS = _in_namespace("monitoring", {"app.kubernetes.io/name": "prometheus"})
 
 
-def _pods(manifests: list[Manifest]) -> dict[str, dict[str, str]]:
-    return {w["metadata"]["name"]: pod_labels(w) for w in workloads(manifests)}
+def _pods(values_set: str) -> tuple[list[Manifest], list[Manifest], dict[str, dict[str, str]]]:
+    """The objects of a values set, its NetworkPolicies and its pods' labels (NATS's included)."""
+    manifests = render_set(values_set)
+    return manifests, of_kind(manifests, "NetworkPolicy"), pods_by_name(manifests, nats_enabled(values_set))
 
 
 @pytest.mark.parametrize("values_set", ["default", "sandbox"])
 def test_only_the_gateway_is_reachable_from_outside(values_set: str) -> None:
-    manifests = render_set(values_set)
-    policies = of_kind(manifests, "NetworkPolicy")
-    pods = _pods(manifests)
-    assert len(pods) >= 8
+    _, policies, pods = _pods(values_set)
+    assert NATS_NAME in pods and len(pods) >= 8
     for outsider in (INTERNET, NEIGHBOUR):
         open_ports = {name: reachable_ports(policies, labels, outsider) for name, labels in pods.items()}
         assert open_ports.pop(component("gateway")) == {"http"}
@@ -345,8 +485,7 @@ def test_only_the_gateway_is_reachable_from_outside(values_set: str) -> None:
 
 
 def test_release_pods_reach_grpc_nats_and_metrics() -> None:
-    manifests = render_set("sandbox")
-    policies, pods = of_kind(manifests, "NetworkPolicy"), _pods(manifests)
+    _, policies, pods = _pods("sandbox")
     assert reachable_ports(policies, pods[component("auth")], RELEASE_POD) == {"grpc", "metrics"}
     assert reachable_ports(policies, pods[component("router")], RELEASE_POD) == {"grpc", "metrics"}
     assert reachable_ports(policies, pods[component("kommo-sender")], RELEASE_POD) == {"metrics"}
@@ -359,8 +498,7 @@ def test_release_pods_reach_grpc_nats_and_metrics() -> None:
 
 
 def test_prometheus_reaches_only_metrics() -> None:
-    manifests = render_set("default")
-    policies, pods = of_kind(manifests, "NetworkPolicy"), _pods(manifests)
+    _, policies, pods = _pods("default")
     for key in SERVICE_KEYS:
         expected = {"http", "metrics"} if key == "gateway" else {"metrics"}
         assert reachable_ports(policies, pods[component(key)], PROMETHEUS) == expected, key
@@ -368,8 +506,7 @@ def test_prometheus_reaches_only_metrics() -> None:
 
 
 def test_gateway_ingress_can_be_limited_to_the_ingress_controller() -> None:
-    manifests = render_set("existing-secret")
-    policies, pods = of_kind(manifests, "NetworkPolicy"), _pods(manifests)
+    manifests, policies, pods = _pods("existing-secret")
     controller = _in_namespace("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
     assert reachable_ports(policies, pods[component("gateway")], INTERNET) == set()
     assert reachable_ports(policies, pods[component("gateway")], controller) == {"http"}

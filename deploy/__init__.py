@@ -1,0 +1,1 @@
+"""Deployment: the Helm chart (kommo-bridge/) and the tools that check it (chartctl)."""
