@@ -1,6 +1,7 @@
 """Structured JSON logs, one object per line, with secrets scrubbed before they are written.
 
-Context (service, conversation, message ids) is attached with `extra={...}`; a filter redacts values
+Context (service, conversation, message ids) is attached with `extra={...}`, the trace id of the
+message being handled automatically; a filter redacts values
 of keys that look secret and token-shaped substrings, as a last line of defence: code should not
 log secrets in the first place.
 """
@@ -13,6 +14,8 @@ import re
 import sys
 import time
 from typing import Any
+
+from opentelemetry import trace
 
 _SECRET_KEYS = re.compile(r"(token|secret|password|authorization|signature|api_key|master_keys?)$", re.IGNORECASE)
 # Telegram bot tokens, bearer tokens and 40-hex channel secrets, wherever they appear in text.
@@ -53,6 +56,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": redact_text(record.getMessage()),
         }
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:  # a log line of a message's handling names its trace
+            entry["trace_id"] = format(span.trace_id, "032x")
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 entry[key] = _redact_value(key, value)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -122,6 +122,7 @@ class KommoAccountClient:
         *,
         allowed_suffixes: Iterable[str] = (),
         clock: Callable[[], datetime] | None = None,
+        before_rest: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         if account_url_template.count(DOMAIN_PLACEHOLDER) != 1:
             raise ValueError("account URL template must contain '{domain}' exactly once")
@@ -132,6 +133,8 @@ class KommoAccountClient:
         self._http = http
         self._suffixes = tuple(allowed_suffixes)
         self._clock = clock or (lambda: datetime.now(UTC))
+        # Waits for the shared REST rate limit of a domain (REST v4 calls only; OAuth is not counted).
+        self._before_rest = before_rest
 
     def __repr__(self) -> str:
         return f"KommoAccountClient({self._template!r})"
@@ -174,6 +177,8 @@ class KommoAccountClient:
         """The account's id, name, subdomain and amojo_id (§11), with the integration's access token."""
         if not access_token:
             raise CredentialRejectedError("kommo account: no access token")
+        if self._before_rest is not None:
+            await self._before_rest(validate_domain(domain, allowed_suffixes=self._suffixes))
         data = await self._send(
             "account",
             "GET",

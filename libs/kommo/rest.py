@@ -96,6 +96,11 @@ def _embedded(data: dict[str, Any] | None, key: str) -> list[dict[str, Any]]:
     return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
 
 
+def rest_limits(domain: str, per_account: float, per_ip: float) -> list[Limit]:
+    """The limits one REST call to `domain` counts against: the account's and the calling IP's."""
+    return [Limit(GLOBAL_LIMIT_KEY, per_ip), Limit(f"{GLOBAL_LIMIT_KEY}:{domain}", per_account)]
+
+
 def contact_fields(phone: str, email: str) -> list[dict[str, Any]]:
     """`custom_fields_values` setting a contact's work phone and e-mail (only those given)."""
     fields: list[dict[str, Any]] = []
@@ -127,7 +132,7 @@ class KommoRestClient:
         self._allowed_suffixes = allowed_suffixes
 
     def _limits(self, domain: str) -> list[Limit]:
-        return [Limit(GLOBAL_LIMIT_KEY, self._per_ip), Limit(f"{GLOBAL_LIMIT_KEY}:{domain}", self._per_account)]
+        return rest_limits(domain, self._per_account, self._per_ip)
 
     async def _call(
         self,

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from libs.observability.tracing import inject_context
 from libs.rpc.status import error_for
 
 R = TypeVar("R")
@@ -24,6 +25,10 @@ class ServiceTokenClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # ty
     ) -> Any:
         metadata = grpc.aio.Metadata(*(client_call_details.metadata or ()))
         metadata.add(*self._metadata)
+        carrier: dict[str, str] = {}
+        inject_context(carrier)  # the caller's trace continues in the service it calls
+        for key, value in carrier.items():
+            metadata.add(key, value)
         details = grpc.aio.ClientCallDetails(
             client_call_details.method,
             client_call_details.timeout,

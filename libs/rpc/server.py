@@ -11,8 +11,10 @@ from typing import Any, TypeVar
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.trace import SpanKind
 
 from libs.errors import BridgeError
+from libs.observability.tracing import extract_context, tracer
 from libs.rpc.status import code_for
 
 log = logging.getLogger(__name__)
@@ -53,14 +55,19 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
 def rpc_errors(method: F) -> F:
-    """Turn the error tree into gRPC statuses for a servicer method."""
+    """Turn the error tree into gRPC statuses for a servicer method, inside a span continuing the
+    caller's trace."""
 
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        try:
-            return await method(self, request, context)
-        except BridgeError as exc:
-            await context.abort(code_for(exc), str(exc))
+        metadata = {key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
+        with tracer().start_as_current_span(
+            f"grpc {method.__name__}", context=extract_context(metadata), kind=SpanKind.SERVER
+        ):
+            try:
+                return await method(self, request, context)
+            except BridgeError as exc:
+                await context.abort(code_for(exc), str(exc))
 
     return wrapper  # type: ignore[return-value]
 

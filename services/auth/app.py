@@ -13,6 +13,8 @@ from libs.crypto import Keyring
 from libs.db import create_engine
 from libs.kommo.client import AmojoClient
 from libs.kommo.oauth import KommoAccountClient
+from libs.kommo.rest import rest_limits
+from libs.ratelimit import SharedRateLimiter
 from libs.rpc import GrpcServer
 from libs.runtime import mark_ready
 from libs.secret_names import KOMMO_CHANNEL_OWNER, KOMMO_CHANNEL_SECRET
@@ -46,7 +48,14 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             http,
         )
         installations = InstallationStore(engine)
-        oauth = KommoAccountClient(settings.kommo_account_url, http, allowed_suffixes=settings.kommo_domains)
+        limiter = SharedRateLimiter(engine)
+
+        async def rest_slot(domain: str) -> None:  # auth's REST calls count against the same limit
+            await limiter.acquire(rest_limits(domain, settings.kommo_rest_rate, settings.kommo_rest_rate_per_ip))
+
+        oauth = KommoAccountClient(
+            settings.kommo_account_url, http, allowed_suffixes=settings.kommo_domains, before_rest=rest_slot
+        )
         tokens = TokenKeeper(engine, installations, secrets, oauth, settings)
         installer = Installer(engine, settings, InstallStates(engine), installations, secrets, tokens, oauth, amojo)
         servicer = AuthServicer(

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from kommo_bridge.auth.v1 import auth_pb2, auth_pb2_grpc
 from kommo_bridge.events.v1 import content_pb2, events_pb2
@@ -20,16 +22,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.bus import Delivery
 from libs.db.schema import kommo_chats, kommo_sources
-from libs.errors import BadRequestError, NotFoundError, PermanentError, RetryableError
+from libs.errors import BadRequestError, CredentialRejectedError, NotFoundError, PermanentError, RetryableError
 from libs.kommo.client import AmojoClient
 from libs.kommo.payloads import Participant
-from libs.kommo.rest import AccountAccess, KommoRestClient
+from libs.kommo.rest import AccountAccess, Contact, KommoRestClient
 from libs.rpc import call
 from libs.runtime import TtlCache
 
 log = logging.getLogger(__name__)
 
-TOKEN_TTL_S = 10.0
+TOKEN_TTL_S = 30.0
+T = TypeVar("T")
 CONTACT_PENDING_RETRY_S = 5.0
 
 
@@ -66,6 +69,15 @@ class AccountTokens:
     def forget(self, scope_id: str) -> None:
         self._cache.invalidate(scope_id)
 
+    async def using(self, scope_id: str, work: Callable[[AccountAccess], Awaitable[T]]) -> T:
+        """Run REST `work` with the account's token; a refused token is fetched afresh once (an admin
+        may have just installed again, or auth refreshed it) before the refusal counts."""
+        try:
+            return await work(await self.get(scope_id))
+        except CredentialRejectedError:
+            self.forget(scope_id)
+            return await work(await self.get(scope_id))
+
 
 class SourceSync:
     """Keeps each channel's Kommo source as its settings want it: created once, updated on change."""
@@ -99,23 +111,12 @@ class SourceSync:
             row = (await conn.execute(select(kommo_sources).where(where))).first()
             if row is not None and (row.name, row.pipeline_id) == (spec.name, spec.pipeline_id):
                 return
-            access = await self._tokens.get(scope_id)
-            wanted = (spec.name, spec.pipeline_id)
-            source_id = int(row.kommo_source_id) if row is not None else 0
-            current: tuple[str, int] | None = None
-            if not source_id:
-                found = await self._rest.find_source(access, spec.external_id)
-                if found is not None:
-                    source_id, current = found.id, (found.name, found.pipeline_id)
-            if not source_id:
-                created = await self._rest.create_source(
-                    access, spec.external_id, spec.name, spec.pipeline_id, self._origin_code
-                )
-                source_id = created.id
-            elif current != wanted:
-                # 0 means "the main pipeline": name it, so a source moved elsewhere comes back.
-                pipeline_id = spec.pipeline_id or await self._main_pipeline(access)
-                await self._rest.update_source(access, source_id, spec.name, pipeline_id)
+            known = int(row.kommo_source_id) if row is not None else 0
+
+            async def in_kommo(access: AccountAccess) -> int:
+                return await self._put_source(access, known, spec)
+
+            source_id = await self._tokens.using(scope_id, in_kommo)
             await conn.execute(
                 insert(kommo_sources)
                 .values(
@@ -134,6 +135,25 @@ class SourceSync:
             "kommo source synced",
             extra={"scope_id": scope_id, "source_external_id": spec.external_id, "source_id": source_id},
         )
+
+    async def _put_source(self, access: AccountAccess, known_id: int, spec: events_pb2.SourceSpec) -> int:
+        """Create, adopt or update the source in Kommo; its id."""
+        wanted = (spec.name, spec.pipeline_id)
+        source_id, current = known_id, None
+        if not source_id:
+            found = await self._rest.find_source(access, spec.external_id)
+            if found is not None:
+                source_id, current = found.id, (found.name, found.pipeline_id)
+        if not source_id:
+            created = await self._rest.create_source(
+                access, spec.external_id, spec.name, spec.pipeline_id, self._origin_code
+            )
+            return created.id
+        if current != wanted:
+            # 0 means "the main pipeline": name it, so a source moved elsewhere comes back.
+            pipeline_id = spec.pipeline_id or await self._main_pipeline(access)
+            await self._rest.update_source(access, source_id, spec.name, pipeline_id)
+        return source_id
 
     async def _main_pipeline(self, access: AccountAccess) -> int:
         for pipeline in await self._rest.pipelines(access):
@@ -195,8 +215,11 @@ class ChatSetup:
 
     async def _link_existing(self, command: events_pb2.DeliverToKommo) -> tuple[str, int]:
         """Create the chat empty and link it to the contact with the client's phone / e-mail, if any."""
-        access = await self._tokens.get(command.scope_id)
-        contact = await self._rest.find_contact_by(access, command.sender.phone, command.sender.email)
+
+        async def find(access: AccountAccess) -> tuple[AccountAccess, Contact | None]:
+            return access, await self._rest.find_contact_by(access, command.sender.phone, command.sender.email)
+
+        access, contact = await self._tokens.using(command.scope_id, find)
         if contact is None:
             return "", 0
         chat = await self._amojo.create_chat(
@@ -253,17 +276,21 @@ class ProfileUpdater:
                 "profile update for a chat Kommo does not have", extra={"conversation_id": command.conversation_id}
             )
             return
+        profile = command.profile
+
+        async def carry(access: AccountAccess) -> int:
+            contact_id = row.contact_id or await self._rest.contact_of_chat(access, row.kommo_chat_id)
+            if not contact_id:
+                # Kommo makes the contact asynchronously after the first message; come back shortly.
+                raise RetryableError("the chat's contact does not exist yet", retry_after=CONTACT_PENDING_RETRY_S)
+            await self._rest.update_contact(access, contact_id, profile.name, profile.phone, profile.email)
+            return int(contact_id)
+
         try:
-            access = await self._tokens.get(command.scope_id)
+            contact_id = await self._tokens.using(command.scope_id, carry)
         except NotFoundError as exc:
             log.warning("profile not carried to Kommo", extra={"reason": str(exc)})
             return
-        contact_id = row.contact_id or await self._rest.contact_of_chat(access, row.kommo_chat_id)
-        if not contact_id:
-            # Kommo makes the contact asynchronously after the first message; come back shortly.
-            raise RetryableError("the chat's contact does not exist yet", retry_after=CONTACT_PENDING_RETRY_S)
-        profile = command.profile
-        await self._rest.update_contact(access, contact_id, profile.name, profile.phone, profile.email)
         if not row.contact_id:
             async with self._engine.begin() as conn:
                 await conn.execute(update(kommo_chats).where(where).values(contact_id=contact_id))

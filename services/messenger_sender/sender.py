@@ -1,8 +1,10 @@
 """Manager messages out to the messengers, each at most once, with its outcome reported to Kommo.
 
 A message already in `messenger_deliveries` is never sent again; its report is re-published instead
-(harmless: reports are deduplicated and only move forward). The platform call and the record are
-adjacent, so only a crash between the two could repeat a send.
+(harmless: reports are deduplicated and only move forward). A send is claimed before the platform is
+called: if the sender dies during the call, the redelivered message finds the claim unsettled and is
+reported to Kommo as not confirmed (the manager can send it again) rather than risk showing the
+client the same message twice. A retryable failure we saw happen releases the claim and is retried.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from libs.observability import count_message
 from libs.rpc import call
 from libs.runtime import TtlCache
 from libs.secret_names import MESSENGER_TOKEN
-from services.messenger_sender.outcomes import Outcome, OutcomeStore
+from services.messenger_sender.outcomes import SENDING, Outcome, OutcomeStore
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,10 @@ KOMMO_USER_GONE = 901
 KOMMO_INTERNAL_ERROR = 903
 KOMMO_OTHER_ERROR = 905
 TOKEN_CACHE_TTL_S = 60.0
+INTERRUPTED_SEND = (
+    "The bridge restarted while sending this message and cannot confirm the client received it. "
+    "Send it again if they did not."
+)
 
 
 class MessengerSender:
@@ -58,12 +64,25 @@ class MessengerSender:
 
     async def handle(self, delivery: Delivery) -> None:
         command = delivery.decode(events_pb2.DeliverToMessenger)
-        previous = await self._outcomes.find(command.kommo_message_id)
+        previous = await self._outcomes.claim(command.kommo_message_id, command.connection_id)
+        if previous is not None and previous.outcome == SENDING:
+            base = Outcome(command.kommo_message_id, command.connection_id, "failed")
+            interrupted = _failed(base, KOMMO_INTERNAL_ERROR, INTERRUPTED_SEND)
+            await persist_after_effect(lambda: self._outcomes.save(interrupted))
+            count_message(command.platform, "outbound", "failed")
+            await self._report(command, interrupted)
+            return
         if previous is not None:
             count_message(command.platform, "outbound", "duplicate")
             await self._report(command, previous)
             return
-        outcome = await self._send(command, delivery.attempt)
+        try:
+            outcome = await self._send(command, delivery.attempt)
+        except Exception:
+            # Refused for now (429, 5xx, a timeout, a revoked token): the call is retried later. A
+            # cancellation (shutdown mid-call) keeps the claim: that send's fate is unknown.
+            await self._outcomes.release(command.kommo_message_id)
+            raise
         await persist_after_effect(lambda: self._outcomes.save(outcome))
         count_message(command.platform, "outbound", "delivered" if outcome.outcome == "sent" else "failed")
         await self._report(command, outcome)
