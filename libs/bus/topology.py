@@ -18,6 +18,9 @@ class Stream(enum.Enum):
     INBOUND = ("BRIDGE_INBOUND", "inbound")
     OUTBOUND = ("BRIDGE_OUTBOUND", "outbound")
     KOMMO_COMMANDS = ("BRIDGE_KOMMO_COMMANDS", "kommo")
+    # Kommo CRM upkeep paced by its REST limit (sources, contact profiles), in lanes of its own so
+    # that waiting for a REST slot never holds up a message.
+    CRM_COMMANDS = ("BRIDGE_CRM_COMMANDS", "crm")
     MESSENGER_COMMANDS = ("BRIDGE_MESSENGER_COMMANDS", "messenger")
     REPORTS = ("BRIDGE_REPORTS", "reports")
     DEAD_LETTERS = ("BRIDGE_DEAD_LETTERS", "dead")

@@ -106,6 +106,13 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             Consumer(
                 js,
                 consumer="kommo_sender",
+                stream=Stream.CRM_COMMANDS,
+                partitions=settings.partitions,
+                handler=commands,
+            ),
+            Consumer(
+                js,
+                consumer="kommo_sender",
                 stream=Stream.REPORTS,
                 partitions=settings.partitions,
                 handler=StatusReporter(engine, amojo).handle,

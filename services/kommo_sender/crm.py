@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -32,8 +33,10 @@ from libs.runtime import TtlCache
 log = logging.getLogger(__name__)
 
 TOKEN_TTL_S = 30.0
+KNOWN_CHATS_CACHED = 100_000
 T = TypeVar("T")
 CONTACT_PENDING_RETRY_S = 5.0
+CHAT_WAIT_ATTEMPTS = 60
 
 
 def participant_for(sender_id: str, profile: content_pb2.Profile) -> Participant:
@@ -173,15 +176,30 @@ class ChatSetup:
         self._rest = rest
         self._tokens = tokens
         self._sources = sources
+        self._ready: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     async def _known(self, scope_id: str, conversation_id: str) -> bool:
+        """Whether the chat is set up and its Kommo id recorded; remembered per process, so a running
+        conversation costs no query (a restarted process asks the table once per conversation)."""
+        key = (scope_id, conversation_id)
+        if key in self._ready:
+            return True
         where = (kommo_chats.c.scope_id == scope_id) & (kommo_chats.c.conversation_id == conversation_id)
         async with self._engine.connect() as conn:
-            return (await conn.execute(select(kommo_chats.c.conversation_id).where(where))).first() is not None
+            row = (await conn.execute(select(kommo_chats.c.kommo_chat_id).where(where))).first()
+        if row is not None and row.kommo_chat_id:
+            self._remember(key)
+        return row is not None
+
+    def _remember(self, key: tuple[str, str]) -> None:
+        self._ready[key] = None
+        if len(self._ready) > KNOWN_CHATS_CACHED:
+            self._ready.popitem(last=False)
 
     async def prepare(self, command: events_pb2.DeliverToKommo) -> None:
-        """Sync the source and link the contact, once per conversation. Kommo refusing either does not
-        stop the message: the chat then lands in the integration's default source / gets a new contact."""
+        """Sync the source and link the contact, before a conversation's first message reaches Kommo
+        (`delivered` records that it did). Kommo refusing either does not stop the message: the chat
+        then lands in the integration's default source / gets a new contact."""
         if await self._known(command.scope_id, command.conversation_id):
             return
         try:
@@ -201,17 +219,19 @@ class ChatSetup:
                     "could not link the chat to an existing contact; Kommo creates a new one",
                     extra={"conversation_id": command.conversation_id, "reason": str(exc)},
                 )
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                insert(kommo_chats)
-                .values(
-                    scope_id=command.scope_id,
-                    conversation_id=command.conversation_id,
-                    kommo_chat_id=chat_id,
-                    contact_id=contact_id,
+        if chat_id:
+            # Linked before the first message: remembered now, so a retry does not look up again.
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    insert(kommo_chats)
+                    .values(
+                        scope_id=command.scope_id,
+                        conversation_id=command.conversation_id,
+                        kommo_chat_id=chat_id,
+                        contact_id=contact_id,
+                    )
+                    .on_conflict_do_nothing()
                 )
-                .on_conflict_do_nothing()
-            )
 
     async def _link_existing(self, command: events_pb2.DeliverToKommo) -> tuple[str, int]:
         """Create the chat empty and link it to the contact with the client's phone / e-mail, if any."""
@@ -248,10 +268,14 @@ class ChatSetup:
 
     async def delivered(self, scope_id: str, conversation_id: str, kommo_chat_id: str) -> None:
         """Remember the chat id amojo answered the first message with (the contact is found through it)."""
-        where = (kommo_chats.c.scope_id == scope_id) & (kommo_chats.c.conversation_id == conversation_id)
+        if (scope_id, conversation_id) in self._ready:
+            return
+        self._remember((scope_id, conversation_id))
         async with self._engine.begin() as conn:
             await conn.execute(
-                update(kommo_chats).where(where, kommo_chats.c.kommo_chat_id == "").values(kommo_chat_id=kommo_chat_id)
+                insert(kommo_chats)
+                .values(scope_id=scope_id, conversation_id=conversation_id, kommo_chat_id=kommo_chat_id)
+                .on_conflict_do_nothing()
             )
 
 
@@ -271,11 +295,10 @@ class ProfileUpdater:
         async with self._engine.connect() as conn:
             row = (await conn.execute(select(kommo_chats).where(where))).first()
         if row is None or not row.kommo_chat_id:
-            # The conversation's first message never reached Kommo (it is in the dead letters): no contact.
-            log.warning(
-                "profile update for a chat Kommo does not have", extra={"conversation_id": command.conversation_id}
-            )
-            return
+            # The first message travels in the message lanes and may not have reached Kommo yet.
+            if delivery.attempt >= CHAT_WAIT_ATTEMPTS:
+                raise PermanentError("the conversation's chat never reached Kommo; no contact to update")
+            raise RetryableError("the chat is not in Kommo yet", retry_after=CONTACT_PENDING_RETRY_S)
         profile = command.profile
 
         async def carry(access: AccountAccess) -> int:

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -86,12 +86,13 @@ class ConversationStore:
     ) -> Recorded:
         """Find or create the client's conversation, reopen it, record the message: exactly once.
 
-        The row is locked before it is read, so the profile comparison and the reopening see the
-        previous message's outcome even when replicas race on consecutive messages.
+        The row is locked as it is read, so the profile comparison and the reopening see the previous
+        message's outcome even when replicas race on consecutive messages.
         """
-        key = (conversations.c.connection_id == connection_id) & (conversations.c.chat_id == chat_id)
         async with self._engine.begin() as conn:
-            create = (
+            # One statement finds or creates the row and locks it; the values returned are those
+            # before this message (only last_message_at is touched), `created` tells a new row.
+            find_or_create = (
                 insert(conversations)
                 .values(
                     id=str(uuid.uuid4()),
@@ -100,30 +101,31 @@ class ConversationStore:
                     client_id=client_id,
                     profile=merged_profile({}, profile),
                 )
-                .on_conflict_do_nothing(constraint="uq_conversations_connection_chat")
-                .returning(conversations.c.id)
-            )
-            created = (await conn.execute(create)).first() is not None
-            row = (
-                await conn.execute(
-                    select(conversations.c.id, conversations.c.profile, conversations.c.state)
-                    .where(key)
-                    .with_for_update()
+                .on_conflict_do_update(
+                    constraint="uq_conversations_connection_chat", set_={"last_message_at": func.now()}
                 )
-            ).one()
+                .returning(
+                    conversations.c.id,
+                    conversations.c.profile,
+                    conversations.c.state,
+                    literal_column("xmax = 0").label("created"),
+                )
+            )
+            row = (await conn.execute(find_or_create)).one()
             conversation_id = str(row.id)
             message_id, first = await _record_message(
                 conn, conversation_id, "in", dedup_key, platform_message_id=platform_message_id
             )
             known: dict[str, str] = dict(row.profile or {})
             merged = merged_profile(known, profile)
-            changed = not created and first and any(merged.get(k) != known.get(k) for k in CONTACT_FIELDS)
+            changed = not row.created and first and any(merged.get(k) != known.get(k) for k in CONTACT_FIELDS)
             reopened = first and row.state == "closed"
-            await conn.execute(
-                conversations.update()
-                .where(conversations.c.id == conversation_id)
-                .values(profile=merged, state="open", closed_reason="", closed_at=None, last_message_at=func.now())
-            )
+            if merged != known or reopened:
+                await conn.execute(
+                    conversations.update()
+                    .where(conversations.c.id == conversation_id)
+                    .values(profile=merged, state="open", closed_reason="", closed_at=None)
+                )
         return Recorded(conversation_id, message_id, first, merged, changed, reopened)
 
     async def close(self, *, connection_id: str, chat_id: str, reason: str) -> str | None:

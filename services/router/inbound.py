@@ -83,9 +83,10 @@ class InboundRouter:
                 conversation_id=recorded.conversation_id,
                 profile=profile,
             )
-            # Same partition as the message, after it: the contact exists by the time it is updated.
+            # In the CRM lanes: it waits for a REST slot (and for the contact Kommo makes from the first
+            # message) without holding up anyone's messages.
             await self._publisher.publish(
-                Stream.KOMMO_COMMANDS, recorded.conversation_id, update, f"profile:{recorded.message_id}"
+                Stream.CRM_COMMANDS, recorded.conversation_id, update, f"profile:{recorded.message_id}"
             )
         log.info(
             "inbound routed",

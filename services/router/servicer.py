@@ -44,7 +44,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         spec = source_spec(record)
         command = events_pb2.SyncSource(scope_id=record.scope_id, source=spec)
         msg_id = f"source:{record.id}:{spec.name}:{spec.pipeline_id}"
-        await self._publisher.publish(Stream.KOMMO_COMMANDS, record.id, command, msg_id)
+        await self._publisher.publish(Stream.CRM_COMMANDS, record.id, command, msg_id)
 
     async def _to_pb(self, record: ConnectionRecord) -> router_pb2.Connection:
         stats = await self._store.stats(record.id)
