@@ -111,9 +111,8 @@ async def outbound(sandbox: Sandbox) -> dict[str, float]:
             sent_at[text] = time.time()
             hook = await sandbox.manager_writes(chat["conversation_id"], text)
             if hook["status_code"] != 200:
-                raise RuntimeError(
-                    f"gateway answered {hook['status_code']} to a Kommo hook ({hook['error']}, {hook['elapsed_s']:.1f} s)"
-                )
+                why = f"{hook['error']}, {hook['elapsed_s']:.1f} s"
+                raise RuntimeError(f"gateway answered {hook['status_code']} to a Kommo hook ({why})")
 
     await asyncio.gather(*(conversation(chat) for chat in chats))
     sent = (await wait_count(sandbox.telegram_sent, already + len(chats) * PER_CLIENT))[already:]
