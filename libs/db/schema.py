@@ -72,6 +72,29 @@ oauth_states = Table(
     comment="owner: auth",
 )
 
+# auth: sessions of the settings window, opened with Kommo's one-time token; only hashes are stored.
+settings_sessions = Table(
+    "settings_sessions",
+    metadata,
+    Column("ticket_hash", String(64), primary_key=True),
+    Column("session_hash", String(64), nullable=True, unique=True),
+    Column("account_id", String(64), nullable=False),
+    Column("kommo_user_id", String(64), nullable=False, server_default=""),
+    _created_at(),
+    Column("ticket_expires_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    comment="owner: auth",
+)
+
+# auth: `jti`s of Kommo one-time tokens already used (each token opens one session), until they expire.
+used_widget_tokens = Table(
+    "used_widget_tokens",
+    metadata,
+    Column("jti", String(100), primary_key=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    comment="owner: auth",
+)
+
 # router: messenger channels (bots, numbers) connected to a Kommo account.
 connections = Table(
     "connections",

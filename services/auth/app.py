@@ -23,6 +23,7 @@ from services.auth.installations import InstallationStore
 from services.auth.installer import Installer
 from services.auth.secret_store import SecretStore
 from services.auth.servicer import AuthServicer
+from services.auth.settings_sessions import SettingsSessions
 from services.auth.tokens import TokenKeeper
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             tokens,
             settings.kommo_channel_id,
             settings.kommo_channel_code,
+            SettingsSessions(engine, installations, settings),
         )
         server = GrpcServer(
             settings.service_token.get_secret_value(), [auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name]

@@ -15,6 +15,7 @@ from libs.secret_names import KOMMO_CHANNEL_OWNER, KOMMO_CHANNEL_SECRET
 from services.auth.installations import Installation, InstallationStore
 from services.auth.installer import Installer
 from services.auth.secret_store import SecretStore
+from services.auth.settings_sessions import SettingsAccess, SettingsSessions
 from services.auth.tokens import TokenKeeper
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -49,7 +50,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         tokens: TokenKeeper,
         channel_id: str,
         channel_code: str,
+        sessions: SettingsSessions,
     ) -> None:
+        self._sessions = sessions
         self._secrets = secrets
         self._installations = installations
         self._amojo = amojo
@@ -156,3 +159,36 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             key_id=self._secrets.current_key_id,
             remaining=await self._secrets.remaining_under_older_keys(),
         )
+
+    async def _session_pb(self, access: SettingsAccess, session: str = "") -> auth_pb2.SettingsSession:
+        installation = await self._installations.by_account(access.account_id)
+        return auth_pb2.SettingsSession(
+            session=session,
+            account_id=access.account_id,
+            scope_id=installation.scope_id,
+            kommo_user_id=access.kommo_user_id,
+            domain=installation.domain,
+            expires_at_ms=_ms(access.expires_at),
+        )
+
+    @rpc_errors
+    async def OpenSettingsSession(
+        self, request: auth_pb2.OpenSettingsSessionRequest, context: Context
+    ) -> auth_pb2.SettingsTicket:
+        ticket, access = await self._sessions.open(request.one_time_token)
+        return auth_pb2.SettingsTicket(
+            ticket=ticket, account_id=access.account_id, expires_at_ms=_ms(access.expires_at)
+        )
+
+    @rpc_errors
+    async def RedeemSettingsTicket(
+        self, request: auth_pb2.RedeemSettingsTicketRequest, context: Context
+    ) -> auth_pb2.SettingsSession:
+        session, access = await self._sessions.redeem(request.ticket)
+        return await self._session_pb(access, session)
+
+    @rpc_errors
+    async def GetSettingsSession(
+        self, request: auth_pb2.GetSettingsSessionRequest, context: Context
+    ) -> auth_pb2.SettingsSession:
+        return await self._session_pb(await self._sessions.get(request.session))

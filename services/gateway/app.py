@@ -20,13 +20,16 @@ from libs.rpc import open_channel
 from libs.runtime import mark_ready
 from services.gateway.credentials import GatewayCredentials
 from services.gateway.installs import Installs
+from services.gateway.settings_access import SettingsAccess
 from services.gateway.spool import HookSpool
 from services.gateway.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
 
-def create_app(webhooks: Webhooks, installs: Installs, nc: NATS, spool: HookSpool) -> Starlette:
+def create_app(
+    webhooks: Webhooks, installs: Installs, settings_access: SettingsAccess, nc: NATS, spool: HookSpool
+) -> Starlette:
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True})
 
@@ -50,6 +53,9 @@ def create_app(webhooks: Webhooks, installs: Installs, nc: NATS, spool: HookSpoo
             Route("/oauth/install", installs.start),
             Route("/oauth/callback", installs.callback),
             Route("/oauth/uninstall", installs.uninstall),
+            Route("/settings/api/session", settings_access.session, methods=["POST", "OPTIONS"]),
+            Route("/settings/api/enter", settings_access.enter, methods=["POST"]),
+            Route("/settings/api/me", settings_access.me, methods=["GET"]),
             Route("/webhooks/kommo/{scope_id}", webhooks.kommo, methods=["POST"]),
             Route("/webhooks/{platform}/{connection_id}", webhooks.messenger, methods=["POST"]),
         ]
@@ -68,7 +74,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
     credentials = GatewayCredentials(auth)
     await credentials.wait_for_channel(stop)
-    app = create_app(Webhooks(credentials, publisher, spool, nc), Installs(auth), nc, spool)
+    access = SettingsAccess(auth, settings.public_url, settings.kommo_domains)
+    app = create_app(Webhooks(credentials, publisher, spool, nc), Installs(auth), access, nc, spool)
 
     config = uvicorn.Config(
         app,

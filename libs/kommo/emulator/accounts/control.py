@@ -80,6 +80,21 @@ def account_control_routes(state: AccountsState) -> list[Route]:
             return _error(error)
         return JSONResponse({"code": code, "redirect_url": redirect_url}, status_code=201)
 
+    async def widget_tokens(request: Request) -> Response:
+        """A one-time token as Kommo gives the widget: `{user_id?, client_id?, ttl_s?}`."""
+        try:
+            data = await _optional_object(request)
+            ttl = int_field(data, "ttl_s", "")
+            token = state.widget_token(
+                request.path_params["domain"],
+                int_field(data, "user_id", "") or 0,
+                str_field(data, "client_id", ""),
+                60 if ttl is None else ttl,
+            )
+        except BridgeError as error:
+            return _error(error)
+        return JSONResponse({"token": token}, status_code=201)
+
     async def install(request: Request) -> Response:
         try:
             data = await _optional_object(request)
@@ -186,6 +201,7 @@ def account_control_routes(state: AccountsState) -> list[Route]:
         Route(c + "integrations", integrations, methods=["GET", "POST"]),
         Route(c + "accounts", accounts, methods=["GET", "POST"]),
         Route(a + "codes", codes, methods=["POST"]),
+        Route(a + "widget_tokens", widget_tokens, methods=["POST"]),
         Route(a + "install", install, methods=["POST"]),
         Route(a + "revoke", revoke, methods=["POST"]),
         Route(a + "paid", paid, methods=["POST"]),

@@ -37,6 +37,7 @@ from libs.kommo.emulator.accounts.records import (
 )
 from libs.kommo.emulator.crm import CrmState
 from libs.kommo.oauth import UNINSTALL_USER_AGENT, uninstall_signature, validate_domain
+from libs.kommo.widget_tokens import base_address, issue_widget_token
 
 CODE_TTL_S: Final = 20 * 60
 ACCESS_TOKEN_TTL_S: Final = 86_400
@@ -229,6 +230,21 @@ class AccountsState:
                 code, account.domain, integration.client_id, now, now + timedelta(seconds=self.code_ttl_s)
             )
             return code
+
+    def widget_token(self, domain: str, user_id: int = 0, client_id: str = "", ttl_s: int = 60) -> str:
+        """The one-time token Kommo adds as `X-Auth-Token` to a widget's call (§14), for a user of the
+        account (the account's current user by default); a negative `ttl_s` makes an expired one."""
+        with self._lock:
+            account = self._require_account(domain)
+            integration = self._pick_integration(client_id)
+            return issue_widget_token(
+                secret=integration.client_secret,
+                account_domain=account.domain,
+                audience=base_address(integration.redirect_uri),
+                kommo_account_id=account.account_id,
+                user_id=user_id or account.current_user_id,
+                ttl_s=ttl_s,
+            )
 
     def install_redirect_url(self, domain: str, code: str, client_id: str = "") -> str:
         """The Redirect URI with what a widget install carries: code, referer, client_id, from_widget (§10)."""
