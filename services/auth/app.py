@@ -13,11 +13,12 @@ from libs.crypto import Keyring
 from libs.db import create_engine
 from libs.kommo.client import AmojoClient
 from libs.kommo.oauth import KommoAccountClient
-from libs.kommo.rest import rest_limits
+from libs.kommo.rest import KommoRestClient, rest_limits
 from libs.ratelimit import SharedRateLimiter
 from libs.rpc import GrpcServer
 from libs.runtime import mark_ready
 from libs.secret_names import KOMMO_CHANNEL_OWNER, KOMMO_CHANNEL_SECRET
+from services.auth.account_crm import AccountCrm
 from services.auth.install_states import InstallStates
 from services.auth.installations import InstallationStore
 from services.auth.installer import Installer
@@ -68,6 +69,18 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             settings.kommo_channel_id,
             settings.kommo_channel_code,
             SettingsSessions(engine, installations, settings),
+            AccountCrm(
+                KommoRestClient(
+                    http,
+                    settings.kommo_account_url,
+                    limiter,
+                    per_account=settings.kommo_rest_rate,
+                    per_ip=settings.kommo_rest_rate_per_ip,
+                    allowed_suffixes=settings.kommo_domains,
+                ),
+                tokens,
+                installations,
+            ),
         )
         server = GrpcServer(
             settings.service_token.get_secret_value(), [auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name]

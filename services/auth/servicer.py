@@ -12,6 +12,7 @@ from libs.errors import BadRequestError
 from libs.kommo.client import AmojoClient
 from libs.rpc import rpc_errors
 from libs.secret_names import KOMMO_CHANNEL_OWNER, KOMMO_CHANNEL_SECRET
+from services.auth.account_crm import AccountCrm
 from services.auth.installations import Installation, InstallationStore
 from services.auth.installer import Installer
 from services.auth.secret_store import SecretStore
@@ -51,8 +52,10 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         channel_id: str,
         channel_code: str,
         sessions: SettingsSessions,
+        crm: AccountCrm,
     ) -> None:
         self._sessions = sessions
+        self._crm = crm
         self._secrets = secrets
         self._installations = installations
         self._amojo = amojo
@@ -192,3 +195,12 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.GetSettingsSessionRequest, context: Context
     ) -> auth_pb2.SettingsSession:
         return await self._session_pb(await self._sessions.get(request.session))
+
+    @rpc_errors
+    async def ListPipelines(
+        self, request: auth_pb2.ListPipelinesRequest, context: Context
+    ) -> auth_pb2.ListPipelinesResponse:
+        pipelines = await self._crm.pipelines(request.account_id)
+        return auth_pb2.ListPipelinesResponse(
+            pipelines=[auth_pb2.Pipeline(id=p.id, name=p.name, is_main=p.is_main) for p in pipelines]
+        )

@@ -7,6 +7,7 @@ import logging
 
 import uvicorn
 from kommo_bridge.auth.v1 import auth_pb2_grpc
+from kommo_bridge.router.v1 import router_pb2_grpc
 from nats.aio.client import Client as NATS
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -21,6 +22,7 @@ from libs.runtime import mark_ready
 from services.gateway.credentials import GatewayCredentials
 from services.gateway.installs import Installs
 from services.gateway.settings_access import SettingsAccess
+from services.gateway.settings_api import SettingsApi
 from services.gateway.spool import HookSpool
 from services.gateway.webhooks import Webhooks
 
@@ -28,7 +30,12 @@ log = logging.getLogger(__name__)
 
 
 def create_app(
-    webhooks: Webhooks, installs: Installs, settings_access: SettingsAccess, nc: NATS, spool: HookSpool
+    webhooks: Webhooks,
+    installs: Installs,
+    settings_access: SettingsAccess,
+    settings_api: SettingsApi,
+    nc: NATS,
+    spool: HookSpool,
 ) -> Starlette:
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True})
@@ -56,6 +63,9 @@ def create_app(
             Route("/settings/api/session", settings_access.session, methods=["POST", "OPTIONS"]),
             Route("/settings/api/enter", settings_access.enter, methods=["POST"]),
             Route("/settings/api/me", settings_access.me, methods=["GET"]),
+            Route("/settings/api/overview", settings_api.overview, methods=["GET"]),
+            Route("/settings/api/channels", settings_api.add_channel, methods=["POST"]),
+            Route("/settings/api/channels/{channel_id}", settings_api.change_channel, methods=["PATCH", "DELETE"]),
             Route("/webhooks/kommo/{scope_id}", webhooks.kommo, methods=["POST"]),
             Route("/webhooks/{platform}/{connection_id}", webhooks.messenger, methods=["POST"]),
         ]
@@ -75,7 +85,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     credentials = GatewayCredentials(auth)
     await credentials.wait_for_channel(stop)
     access = SettingsAccess(auth, settings.public_url, settings.kommo_domains)
-    app = create_app(Webhooks(credentials, publisher, spool, nc), Installs(auth), access, nc, spool)
+    router_channel = open_channel(settings.router_grpc_addr, settings.service_token.get_secret_value())
+    settings_api = SettingsApi(access, auth, router_pb2_grpc.RouterServiceStub(router_channel))
+    app = create_app(Webhooks(credentials, publisher, spool, nc), Installs(auth), access, settings_api, nc, spool)
 
     config = uvicorn.Config(
         app,
@@ -99,6 +111,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     server.should_exit = True
     await serving
     await spool.stop()
+    await router_channel.close(None)
     await auth_channel.close(None)
     await nc.drain()
     await engine.dispose()

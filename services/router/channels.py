@@ -51,8 +51,12 @@ class ChannelConnector:
         base_url = adapter.api_base_url(self._settings)
         try:
             identity = await adapter.check_credentials(self._http, base_url, token)
-        except CredentialRejectedError:
-            raise BadRequestError(f"{adapter.name} rejected the token") from None
+        except CredentialRejectedError as exc:
+            said = str(exc).rsplit(":", 1)[-1].strip()
+            raise BadRequestError(
+                f"{adapter.name.capitalize()} did not accept this token ({said or 'rejected'}). "
+                "Copy it again, whole, from where the platform shows it."
+            ) from None
         source = source_external_id or f"{adapter.name}-{identity.external_id}"
         if len(source) > 36 or not source.isascii() or not source.isprintable():
             raise BadRequestError("source_external_id must be at most 36 printable ASCII characters")

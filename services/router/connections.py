@@ -38,6 +38,7 @@ class ConnectionStats:
     conversations: int
     last_message_at: datetime | None
     closed_conversations: int
+    messages_today: int
 
 
 _COLUMNS = [connections.c[name] for name in ConnectionRecord.__dataclass_fields__]
@@ -128,9 +129,18 @@ class ConnectionStore:
         query = select(func.count(conversations.c.id), func.max(conversations.c.last_message_at), closed).where(
             conversations.c.connection_id == connection_id
         )
+        today = (
+            select(func.count(messages.c.id))
+            .select_from(messages.join(conversations, messages.c.conversation_id == conversations.c.id))
+            .where(
+                conversations.c.connection_id == connection_id,
+                messages.c.created_at >= func.date_trunc("day", func.now()),
+            )
+        )
         async with self._engine.connect() as conn:
             count, last, closed_count = (await conn.execute(query)).one()
-        return ConnectionStats(int(count or 0), last, int(closed_count or 0))
+            messages_today = (await conn.execute(today)).scalar()
+        return ConnectionStats(int(count or 0), last, int(closed_count or 0), int(messages_today or 0))
 
 
 __all__ = ["ConnectionRecord", "ConnectionStats", "ConnectionStore", "messages"]

@@ -64,6 +64,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             last_message_at_ms=int(stats.last_message_at.timestamp() * 1000) if stats.last_message_at else 0,
             settings=settings_pb(record),
             closed_conversations=stats.closed_conversations,
+            messages_today=stats.messages_today,
         )
 
     @rpc_errors

@@ -1,0 +1,212 @@
+"""The settings window's JSON API: what an account admin sees and changes, for their account only.
+
+Every call carries the session cookie (`settings_access.py`); the account comes from the session,
+never from the request, and a channel is touched only after checking it belongs to that account (a
+channel of another account answers 404, as if it did not exist). The work is done by the auth and
+router services; errors are sentences an admin can act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from kommo_bridge.auth.v1 import auth_pb2, auth_pb2_grpc
+from kommo_bridge.events.v1 import events_pb2
+from kommo_bridge.router.v1 import router_pb2, router_pb2_grpc
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from libs.errors import BadRequestError, BridgeError, NotFoundError, http_status
+from libs.messengers.registry import adapter_named, platform_name
+from libs.rpc import call
+from services.gateway.settings_access import SettingsAccess
+
+log = logging.getLogger(__name__)
+
+CONNECT_DEADLINE_S = 20.0
+CONTACT_RULES = {"create": events_pb2.CONTACT_RULE_CREATE, "link_existing": events_pb2.CONTACT_RULE_LINK_EXISTING}
+RULE_NAMES = {value: name for name, value in CONTACT_RULES.items()}
+STATES = {router_pb2.CONNECTION_STATE_ACTIVE: "active", router_pb2.CONNECTION_STATE_DISCONNECTED: "disconnected"}
+
+
+def channel_json(connection: router_pb2.Connection) -> dict[str, Any]:
+    settings = connection.settings
+    return {
+        "id": connection.connection_id,
+        "platform": platform_name(connection.platform),
+        "name": connection.display_name,
+        "external_id": connection.external_id,
+        "state": STATES.get(connection.state, "unknown"),
+        "webhook_url": connection.webhook_url,
+        "source_external_id": connection.source_external_id,
+        "conversations": connection.conversations,
+        "closed_conversations": connection.closed_conversations,
+        "messages_today": connection.messages_today,
+        "last_message_at_ms": connection.last_message_at_ms,
+        "settings": {
+            "source_name": settings.source_name,
+            "pipeline_id": settings.pipeline_id,
+            "contact_rule": RULE_NAMES.get(settings.contact_rule, "create"),
+            "update_profiles": settings.update_profiles,
+            "robot_label": settings.robot_label,
+        },
+    }
+
+
+def settings_from_json(data: dict[str, Any]) -> router_pb2.ChannelSettings:
+    """Only the fields given; a wrong type names the field (the router checks the values)."""
+    settings = router_pb2.ChannelSettings()
+    unknown = set(data) - {"source_name", "pipeline_id", "contact_rule", "update_profiles", "robot_label"}
+    if unknown:
+        raise BadRequestError(f"unknown settings: {', '.join(sorted(unknown))}")
+    for key in ("source_name", "robot_label"):
+        if key in data:
+            if not isinstance(data[key], str):
+                raise BadRequestError(f"{key} must be text")
+            setattr(settings, key, data[key])
+    if "pipeline_id" in data:
+        if isinstance(data["pipeline_id"], bool) or not isinstance(data["pipeline_id"], int):
+            raise BadRequestError("pipeline_id must be a pipeline's number (0 for the main pipeline)")
+        settings.pipeline_id = data["pipeline_id"]
+    if "contact_rule" in data:
+        if data["contact_rule"] not in CONTACT_RULES:
+            raise BadRequestError("contact_rule must be 'create' or 'link_existing'")
+        settings.contact_rule = CONTACT_RULES[data["contact_rule"]]
+    if "update_profiles" in data:
+        if not isinstance(data["update_profiles"], bool):
+            raise BadRequestError("update_profiles must be true or false")
+        settings.update_profiles = data["update_profiles"]
+    return settings
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    try:
+        data = await request.json()
+    except ValueError:
+        raise BadRequestError("the body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise BadRequestError("the body must be a JSON object")
+    return data
+
+
+class SettingsApi:
+    def __init__(
+        self,
+        access: SettingsAccess,
+        auth: auth_pb2_grpc.AuthServiceAsyncStub,
+        router: router_pb2_grpc.RouterServiceAsyncStub,
+    ) -> None:
+        self._access = access
+        self._auth = auth
+        self._router = router
+
+    def _refused(self, error: BridgeError, request: Request) -> Response:
+        status = http_status(error)
+        log.info("settings call refused", extra={"path": request.url.path, "error_type": type(error).__name__})
+        message = str(error) if status < 500 else "The bridge is busy right now; please try again in a moment."
+        return JSONResponse({"ok": False, "error": message}, status_code=status, headers={"Cache-Control": "no-store"})
+
+    @staticmethod
+    def _ok(body: dict[str, Any], status: int = 200) -> Response:
+        return JSONResponse({"ok": True, **body}, status_code=status, headers={"Cache-Control": "no-store"})
+
+    async def _own_channel(self, account_id: str, connection_id: str) -> router_pb2.Connection:
+        try:
+            connection = await call(
+                self._router.GetConnection, router_pb2.GetConnectionRequest(connection_id=connection_id)
+            )
+        except NotFoundError:
+            connection = None
+        if connection is None or connection.account_id != account_id:
+            raise NotFoundError("this channel does not exist (it may have been removed)")
+        return connection
+
+    async def overview(self, request: Request) -> Response:
+        """`GET /settings/api/overview`: the status header, the channels and the pipelines, at once."""
+        try:
+            session = await self._access.current(request)
+            account_id = session.account_id
+            installation, connections, pipelines = await asyncio.gather(
+                call(self._auth.GetInstallation, auth_pb2.GetInstallationRequest(account_id=account_id)),
+                call(self._router.ListConnections, router_pb2.ListConnectionsRequest(account_id=account_id)),
+                self._pipelines(account_id),
+            )
+            reauthorize = ""
+            if installation.state != "active":
+                reauthorize = (await call(self._auth.CreateInstallLink, auth_pb2.CreateInstallLinkRequest())).url
+        except BridgeError as exc:
+            return self._refused(exc, request)
+        channels = [channel_json(c) for c in connections.connections]
+        active = [c for c in channels if c["state"] == "active"]
+        return self._ok(
+            {
+                "account": {
+                    "account_id": account_id,
+                    "domain": installation.domain,
+                    "state": installation.state,
+                    "token": {"kind": installation.token_kind, "expires_at_ms": installation.token_expires_at_ms},
+                    "last_error": installation.last_error,
+                    "reauthorize_url": reauthorize,
+                },
+                "stats": {
+                    "messages_today": sum(c["messages_today"] for c in channels),
+                    "channels": len(active),
+                    "closed_conversations": sum(c["closed_conversations"] for c in active),
+                },
+                "channels": channels,
+                "pipelines": pipelines[0],
+                "pipelines_error": pipelines[1],
+            }
+        )
+
+    async def _pipelines(self, account_id: str) -> tuple[list[dict[str, Any]], str]:
+        """The pipelines, or why they cannot be listed (the rest of the window still works)."""
+        try:
+            found = await call(self._auth.ListPipelines, auth_pb2.ListPipelinesRequest(account_id=account_id))
+        except BridgeError as exc:
+            log.warning("pipelines unavailable", extra={"account_id": account_id, "error_type": type(exc).__name__})
+            return [], "Kommo's pipelines could not be loaded; the main pipeline is used until they can."
+        return [{"id": p.id, "name": p.name, "is_main": p.is_main} for p in found.pipelines], ""
+
+    async def add_channel(self, request: Request) -> Response:
+        """`POST /settings/api/channels` `{"platform", "token"}`: checked live with the platform."""
+        try:
+            session = await self._access.current(request)
+            data = await json_body(request)
+            platform, token = data.get("platform"), data.get("token")
+            if not isinstance(platform, str) or not isinstance(token, str) or not token.strip():
+                raise BadRequestError("choose a messenger and paste its token")
+            adapter = adapter_named(platform)
+            connection = await call(
+                self._router.ConnectChannel,
+                router_pb2.ConnectChannelRequest(
+                    account_id=session.account_id, platform=adapter.platform, token=token.strip()
+                ),
+                deadline_s=CONNECT_DEADLINE_S,
+            )
+        except BridgeError as exc:
+            return self._refused(exc, request)
+        log.info("channel added from the settings window", extra={"connection_id": connection.connection_id})
+        return self._ok({"channel": channel_json(connection)}, status=201)
+
+    async def change_channel(self, request: Request) -> Response:
+        """`PATCH /settings/api/channels/{id}` with some settings, `DELETE` to remove the channel."""
+        try:
+            session = await self._access.current(request)
+            connection_id = request.path_params["channel_id"]
+            await self._own_channel(session.account_id, connection_id)
+            if request.method == "DELETE":
+                connection = await call(
+                    self._router.DisconnectChannel, router_pb2.DisconnectChannelRequest(connection_id=connection_id)
+                )
+            else:
+                settings = settings_from_json(await json_body(request))
+                connection = await call(
+                    self._router.UpdateChannelSettings,
+                    router_pb2.UpdateChannelSettingsRequest(connection_id=connection_id, settings=settings),
+                )
+        except BridgeError as exc:
+            return self._refused(exc, request)
+        return self._ok({"channel": channel_json(connection)})
