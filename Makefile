@@ -48,6 +48,16 @@ bench: install
 clean:
 	rm -rf $(VENV) libs/contracts/kommo_bridge .data
 
+# The Kommo widget archive, dist/widget.zip (manifest, i18n, logos, script; reference §12). Standard
+# library only, so it needs no install. The bridge's public address is written into the widget:
+#   make widget BRIDGE_PUBLIC_URL=https://bridge.example.com   (default: the environment variable)
+# Optional: BRIDGE_SUPPORT_URL / BRIDGE_SUPPORT_EMAIL (your support contact), WIDGET_VERSION=x.y.z.
+.PHONY: widget
+widget:
+	@$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) -m libs.widget.build --output dist/widget.zip \
+		--public-url "$(BRIDGE_PUBLIC_URL)" --support-url "$(BRIDGE_SUPPORT_URL)" \
+		--support-email "$(BRIDGE_SUPPORT_EMAIL)" --widget-version "$(WIDGET_VERSION)"
+
 # --- Deployment (docs/operations.md) -------------------------------------------------------------
 IMAGE ?= kommo-bridge
 IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' deploy/kommo-bridge/Chart.yaml)

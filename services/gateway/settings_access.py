@@ -3,8 +3,9 @@
 The Kommo widget calls `POST /settings/api/session` with `X-Auth-Token` (from another origin, the
 account's Kommo domain, so CORS is answered for Kommo domains only) and gets the window's address with
 a single-use ticket in its fragment (fragments never reach logs or referrers). The page posts the
-ticket to `/settings/api/enter` and gets its session as an HttpOnly cookie; every other settings call
-carries that cookie. Tokens, tickets and sessions are checked by the auth service.
+ticket to `/settings/api/enter` and gets its session as an HttpOnly cookie (and in the body, for
+browsers that refuse a cookie inside Kommo's iframe: then it travels in the `X-Bridge-Session` header);
+every other settings call carries one of the two. Tokens, tickets and sessions are checked by the auth service.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from libs.rpc import call
 log = logging.getLogger(__name__)
 
 COOKIE = "bridge_settings"
+SESSION_HEADER = "x-bridge-session"
 ALLOWED_HEADERS = "X-Auth-Token, Content-Type"
 
 
@@ -84,7 +86,11 @@ class SettingsAccess:
             session = await call(self._auth.RedeemSettingsTicket, auth_pb2.RedeemSettingsTicketRequest(ticket=ticket))
         except BridgeError as exc:
             return self._refused(exc, request)
-        response = JSONResponse({"ok": True, **_account(session)}, headers={"Cache-Control": "no-store"})
+        # The session also comes back in the body: inside Kommo's iframe a browser may refuse the cookie
+        # as third-party (Safari, and Chrome with third-party cookies off), and the page then keeps the
+        # session in memory only and sends it as the X-Bridge-Session header.
+        body = {"ok": True, **_account(session), "session": session.session}
+        response = JSONResponse(body, headers={"Cache-Control": "no-store"})
         max_age = max(0, int(session.expires_at_ms / 1000 - _now()))
         # The window lives in an iframe on the Kommo domain: a cross-site cookie needs SameSite=None + Secure.
         response.set_cookie(
@@ -100,7 +106,7 @@ class SettingsAccess:
 
     async def current(self, request: Request) -> auth_pb2.SettingsSession:
         """The session of a settings call, or an AuthError (the caller answers it)."""
-        session = request.cookies.get(COOKIE, "")
+        session = request.headers.get(SESSION_HEADER, "") or request.cookies.get(COOKIE, "")
         if not session:
             raise MissingCredentialError("no settings session: open the settings from Kommo")
         return await call(self._auth.GetSettingsSession, auth_pb2.GetSettingsSessionRequest(session=session))

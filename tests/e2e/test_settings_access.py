@@ -65,8 +65,15 @@ async def test_a_kommo_token_opens_one_session_for_its_account(sandbox: Sandbox)
     async with httpx.AsyncClient(base_url=base) as stranger:  # the ticket is single use too
         again = await stranger.post("/settings/api/enter", json={"ticket": ticket})
         assert again.status_code == 403
-        forged_cookie = await stranger.get("/settings/api/me", cookies={"bridge_settings": "guessed"})
+        stranger.cookies.set("bridge_settings", "guessed")
+        forged_cookie = await stranger.get("/settings/api/me")
         assert forged_cookie.status_code == 403
+        stranger.cookies.clear()
+        forged_header = await stranger.get("/settings/api/me", headers={"X-Bridge-Session": "guessed"})
+        assert forged_header.status_code == 403
+        # A browser that refused the cookie in Kommo's iframe sends the session as a header instead.
+        by_header = await stranger.get("/settings/api/me", headers={"X-Bridge-Session": entered.json()["session"]})
+        assert by_header.status_code == 200 and by_header.json()["account_id"] == sandbox.channel.account_id
 
 
 async def test_missing_forged_expired_and_foreign_tokens_are_refused(sandbox: Sandbox) -> None:
