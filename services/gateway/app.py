@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import os
+from pathlib import Path
 
 import uvicorn
 from kommo_bridge.auth.v1 import auth_pb2_grpc
@@ -11,8 +14,10 @@ from kommo_bridge.router.v1 import router_pb2_grpc
 from nats.aio.client import Client as NATS
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from libs.bus import Publisher, connect, ensure_streams
 from libs.config import Settings
@@ -28,6 +33,43 @@ from services.gateway.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
+# The settings window (services/gateway/settings_ui): static files, no build step. Their URLs carry a
+# version derived from their content, so browsers keep them until a release changes them.
+SETTINGS_UI = Path(__file__).with_name("settings_ui")
+KOMMO_DOMAINS = ("kommo.com", "amocrm.com", "amocrm.ru")
+
+
+class SettingsStatic(StaticFiles):
+    def file_response(
+        self, full_path: str | os.PathLike[str], stat_result: os.stat_result, scope: Scope, status_code: int = 200
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
+def settings_page(kommo_domains: tuple[str, ...]) -> Route:
+    """`GET /settings/`: the window's page, framed only by Kommo; no inline script or style anywhere."""
+    files = sorted(p for p in SETTINGS_UI.rglob("*") if p.is_file())
+    version = hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()[:12]
+    html = (SETTINGS_UI / "index.html").read_text(encoding="utf-8").replace("__VERSION__", version)
+    ancestors = " ".join(f"https://*.{domain}" for domain in kommo_domains)
+    headers = {
+        "Cache-Control": "no-store",
+        "Content-Security-Policy": (
+            "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+            f"frame-ancestors 'self' {ancestors}"
+        ),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
+
+    async def page(request: Request) -> Response:
+        return HTMLResponse(html, headers=headers)
+
+    return Route("/settings/", page, methods=["GET"])
+
 
 def create_app(
     webhooks: Webhooks,
@@ -36,6 +78,8 @@ def create_app(
     settings_api: SettingsApi,
     nc: NATS,
     spool: HookSpool,
+    *,
+    kommo_domains: tuple[str, ...] = KOMMO_DOMAINS,
 ) -> Starlette:
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True})
@@ -60,6 +104,8 @@ def create_app(
             Route("/oauth/install", installs.start),
             Route("/oauth/callback", installs.callback),
             Route("/oauth/uninstall", installs.uninstall),
+            settings_page(kommo_domains),
+            Mount("/settings/static", SettingsStatic(directory=SETTINGS_UI), name="settings_static"),
             Route("/settings/api/session", settings_access.session, methods=["POST", "OPTIONS"]),
             Route("/settings/api/enter", settings_access.enter, methods=["POST"]),
             Route("/settings/api/me", settings_access.me, methods=["GET"]),
@@ -87,7 +133,15 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     access = SettingsAccess(auth, settings.public_url, settings.kommo_domains)
     router_channel = open_channel(settings.router_grpc_addr, settings.service_token.get_secret_value())
     settings_api = SettingsApi(access, auth, router_pb2_grpc.RouterServiceStub(router_channel))
-    app = create_app(Webhooks(credentials, publisher, spool, nc), Installs(auth), access, settings_api, nc, spool)
+    app = create_app(
+        Webhooks(credentials, publisher, spool, nc),
+        Installs(auth),
+        access,
+        settings_api,
+        nc,
+        spool,
+        kommo_domains=settings.kommo_domains,
+    )
 
     config = uvicorn.Config(
         app,
