@@ -1,0 +1,1243 @@
+// The bridge's settings window (shown in Kommo as the Messenger Bridge widget's): plain DOM, no framework, no build step, nothing from other origins.
+//
+// Opened from the Kommo widget as /settings/#ticket=…[&lang=es]. The ticket is single use: it is
+// taken off the address bar at once and traded (POST api/enter) for an HttpOnly session cookie,
+// which every later call carries. Inside Kommo's iframe a browser may refuse that cookie as a
+// third-party one (Safari; Chrome with third-party cookies blocked): the session that api/enter also
+// returns is then kept in memory only (never in storage) and sent as the X-Bridge-Session header.
+// Everything the admin sees comes from GET api/overview.
+
+const VERSION = new URL(import.meta.url).searchParams.get("v") || "";
+const LANGUAGES = ["en", "es", "pt"];
+const REFRESH_MS = 30000;
+const TOKEN_SHAPE = /^\d{3,}:[A-Za-z0-9_-]{20,}$/;
+const TOKEN_IN_TEXT = /\d{3,}:[A-Za-z0-9_-]{20,}/;
+
+const state = {
+  lang: "en",
+  messages: {},
+  overview: null,
+  cards: new Map(),
+  view: null,
+  refreshTimer: 0,
+  session: "",
+};
+
+// --- i18n -----------------------------------------------------------------------------------------
+
+function pickLanguage(wanted) {
+  const candidates = [wanted, ...(navigator.languages || []), navigator.language];
+  for (const candidate of candidates) {
+    const code = String(candidate || "").slice(0, 2).toLowerCase();
+    if (LANGUAGES.includes(code)) return code;
+  }
+  return "en";
+}
+
+async function loadMessages(lang) {
+  try {
+    const response = await fetch(`static/i18n/${lang}.json?v=${VERSION}`);
+    if (response.ok) return [lang, await response.json()];
+  } catch {
+    // fall through to English
+  }
+  if (lang !== "en") return loadMessages("en");
+  return ["en", {}];
+}
+
+function t(key, vars) {
+  let text = state.messages[key];
+  if (text === undefined) text = key;
+  if (vars) text = text.replace(/\{(\w+)\}/g, (_, name) => (name in vars ? String(vars[name]) : `{${name}}`));
+  return text;
+}
+
+function tn(key, count, vars) {
+  const rule = new Intl.PluralRules(state.lang).select(count);
+  const specific = `${key}.${rule}`;
+  return t(specific in state.messages ? specific : `${key}.other`, { count: formatNumber(count), ...vars });
+}
+
+function formatNumber(value) {
+  return new Intl.NumberFormat(state.lang).format(value);
+}
+
+function formatDate(ms) {
+  return new Intl.DateTimeFormat(state.lang, { dateStyle: "medium" }).format(new Date(ms));
+}
+
+function formatDateTime(ms) {
+  return new Intl.DateTimeFormat(state.lang, { dateStyle: "medium", timeStyle: "short" }).format(new Date(ms));
+}
+
+function timeAgo(ms) {
+  const seconds = Math.round((ms - Date.now()) / 1000);
+  const rtf = new Intl.RelativeTimeFormat(state.lang, { numeric: "auto" });
+  const steps = [
+    [60, "second"],
+    [3600, "minute", 60],
+    [86400, "hour", 3600],
+    [604800, "day", 86400],
+  ];
+  const abs = Math.abs(seconds);
+  if (abs < 45) return t("time.justNow");
+  for (const [limit, unit, size] of steps) {
+    if (abs < limit && size) return rtf.format(Math.round(seconds / size), unit);
+  }
+  return formatDate(ms);
+}
+
+// --- DOM helpers ----------------------------------------------------------------------------------
+
+function h(tag, props, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(props || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") el.className = value;
+    else if (key === "text") el.textContent = value;
+    else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else if (key === "value" || key === "checked") el[key] = value;
+    else el.setAttribute(key, value === true ? "" : value);
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : String(child));
+  }
+  return el;
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+const ICONS = {
+  check: "M20 6 9 17l-5-5",
+  plus: "M12 5v14M5 12h14",
+  close: "M18 6 6 18M6 6l12 12",
+  chevron: "m6 9 6 6 6-6",
+  refresh: "M20.5 12a8.5 8.5 0 1 1-2.5-6M20.5 3.5V9H15",
+  trash: "M3 6h18M8 6V4h8v2M19 6l-1 14H6L5 6M10 11v5M14 11v5",
+  alert: "M12 9v4M12 17h.01M10.3 3.9 1.8 18a2 2 0 0 0 1.7 3h17a2 2 0 0 0 1.7-3L13.7 3.9a2 2 0 0 0-3.4 0z",
+  info: "M12 2a10 10 0 1 0 0 20 10 10 0 0 0 0-20zM12 16v-4M12 8h.01",
+  lock: "M6 11V8a6 6 0 0 1 12 0v3M4 11h16v10H4zM12 15v2",
+  message: "M21 15a2 2 0 0 1-2 2H7l-4 4V5a2 2 0 0 1 2-2h14a2 2 0 0 1 2 2z",
+  external: "M15 3h6v6M10 14 21 3M18 13v6a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2V8a2 2 0 0 1 2-2h6",
+  plug: "M9 2v6M15 2v6M6 8h12v4a6 6 0 0 1-12 0zM12 18v4",
+  key: "M15.5 7.5 19 4M21 2l-2 2 3 3-3 3-3-3M11.4 12.6a5 5 0 1 1-7.1 7.1 5 5 0 0 1 7.1-7.1z",
+  wifiOff: "M2 2l20 20M8.5 16.4a5 5 0 0 1 7 0M5 12.9a10 10 0 0 1 5.2-2.8M19 12.9a10 10 0 0 0-2-1.5M12 20h.01",
+  shield: "M12 22s8-4 8-10V5l-8-3-8 3v7c0 6 8 10 8 10zM9 12l2 2 4-4",
+};
+const TELEGRAM =
+  "M20.7 3.6 2.9 10.5c-1.2.5-1.2 1.2-.2 1.5l4.6 1.4 1.7 5.4c.2.6.1.8.8.8.5 0 .7-.2 1-.5l2.2-2.2 4.7 3.5c.9.5 1.5.2 1.7-.8l3.1-14.6c.3-1.3-.5-1.9-1.4-1.4zM8.4 13.2l9.2-5.8c.5-.3.8-.1.4.2l-7.6 6.9-.3 3.2z";
+
+function icon(name, extra = "") {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("class", `icon ${extra}`.trim());
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("focusable", "false");
+  const path = document.createElementNS(SVG, "path");
+  path.setAttribute("d", ICONS[name]);
+  svg.append(path);
+  return svg;
+}
+
+function telegramLogo() {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("focusable", "false");
+  const path = document.createElementNS(SVG, "path");
+  path.setAttribute("d", TELEGRAM);
+  svg.append(path);
+  return h("span", { class: "platform-logo" }, svg);
+}
+
+function spinner() {
+  return h("span", { class: "spinner", "aria-hidden": "true" });
+}
+
+let uid = 0;
+function nextId(prefix) {
+  uid += 1;
+  return `${prefix}-${uid}`;
+}
+
+function setBusy(button, busy, busyLabel) {
+  button.disabled = busy;
+  button.classList.toggle("is-busy", busy);
+  button.setAttribute("aria-busy", busy ? "true" : "false");
+  const label = button.querySelector(".btn-label");
+  if (!label) return;
+  if (busy) {
+    button.dataset.idle = label.textContent;
+    label.textContent = busyLabel;
+  } else if (button.dataset.idle) {
+    label.textContent = button.dataset.idle;
+  }
+}
+
+function toast(message) {
+  const region = document.getElementById("toasts");
+  const item = h("div", { class: "toast" }, icon("check"), h("span", { text: message }));
+  region.append(item);
+  setTimeout(() => item.remove(), 5000);
+}
+
+// --- API ------------------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function api(method, path, body) {
+  const init = { method, credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } };
+  if (state.session) init.headers["X-Bridge-Session"] = state.session;
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(`api/${path}`, init);
+  } catch {
+    throw new ApiError(0, "");
+  }
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok || !data || data.ok === false) {
+    throw new ApiError(response.status, (data && data.error) || "");
+  }
+  return data;
+}
+
+function isSessionError(error) {
+  return error instanceof ApiError && (error.status === 401 || error.status === 403);
+}
+
+// The API's errors are sentences in English: elsewhere they follow a headline in the admin's language.
+function serverError(error, headlineKey) {
+  const text = errorText(error);
+  if (!(error instanceof ApiError) || error.status !== 400 || !error.message || state.lang === "en") return [text];
+  return [t(headlineKey), text];
+}
+
+function errorLines(lines) {
+  const [first, second] = lines;
+  return h("span", {}, second ? h("strong", { class: "error-headline", text: first }) : first, second ? h("span", { class: "error-detail", text: second }) : null);
+}
+
+function errorText(error) {
+  if (!(error instanceof ApiError) || error.status === 0) return t("error.network");
+  if (error.status >= 500) return t("error.busy");
+  return error.message || t("error.generic");
+}
+
+// --- health ---------------------------------------------------------------------------------------
+
+function channelHealth(channel) {
+  if (channel.state !== "active") return { level: "off", label: t("health.disconnected") };
+  if (channel.last_error) return { level: "error", label: t("health.error"), detail: channel.last_error };
+  if (!channel.webhook_url) return { level: "warn", label: t("health.noWebhook"), detail: t("health.noWebhookDetail") };
+  return { level: "ok", label: t("health.healthy") };
+}
+
+const DAY = 86400000;
+
+function accountHealth(account) {
+  if (account.state === "needs_reauth") {
+    return { level: "error", value: t("kommo.needsReauth"), sub: account.last_error || t("kommo.needsReauthSub") };
+  }
+  if (account.state !== "active") return { level: "error", value: t("kommo.disconnected"), sub: t("kommo.disconnectedSub") };
+  const token = account.token || {};
+  if (token.kind === "long_lived" && token.expires_at_ms) {
+    const left = token.expires_at_ms - Date.now();
+    if (left < 0) return { level: "error", value: t("kommo.tokenExpired"), sub: formatDate(token.expires_at_ms) };
+    const sub = t("kommo.longLivedUntil", { date: formatDate(token.expires_at_ms) });
+    return { level: left < 14 * DAY ? "warn" : "ok", value: t("kommo.connected"), sub };
+  }
+  if (token.kind === "long_lived") return { level: "ok", value: t("kommo.connected"), sub: t("kommo.longLived") };
+  if (token.kind === "oauth") return { level: "ok", value: t("kommo.connected"), sub: t("kommo.oauth") };
+  return { level: "", value: t("kommo.connected"), sub: t("kommo.noCrmToken"), chatsOnly: true };
+}
+
+function issuesOf(overview) {
+  const issues = [];
+  const { account } = overview;
+  if (account.state !== "active") {
+    issues.push({
+      level: "error",
+      title: account.state === "needs_reauth" ? t("issue.reauthTitle") : t("issue.disconnectedTitle"),
+      detail: account.last_error || t("issue.reauthDetail"),
+      action: account.reauthorize_url ? { label: t("issue.reauthAction"), href: account.reauthorize_url } : null,
+    });
+  } else {
+    const health = accountHealth(account);
+    if (health.chatsOnly) {
+      issues.push({ level: "info", title: t("issue.chatsOnlyTitle"), detail: t("issue.chatsOnlyDetail") });
+    } else if (health.level !== "ok") {
+      issues.push({
+        level: health.level,
+        title: health.level === "error" ? t("issue.tokenExpiredTitle") : t("issue.tokenTitle"),
+        detail: health.sub,
+        action: account.reauthorize_url ? { label: t("issue.reauthAction"), href: account.reauthorize_url } : null,
+      });
+    }
+  }
+  const active = overview.channels.filter((c) => c.state === "active");
+  for (const channel of active) {
+    const health = channelHealth(channel);
+    if (health.level === "ok") continue;
+    issues.push({
+      level: health.level,
+      title: t("issue.channelTitle", { name: channel.name }),
+      detail: health.detail || health.label,
+      action: { label: t("issue.channelAction"), run: () => openAddDialog(channel) },
+    });
+  }
+  if (!active.length) {
+    issues.push({
+      level: "info",
+      title: t("issue.noChannelTitle"),
+      detail: t("issue.noChannelDetail"),
+      action: { label: t("channels.add"), run: () => openAddDialog() },
+    });
+  }
+  if (overview.pipelines_error) {
+    issues.push({ level: "info", title: t("issue.pipelinesTitle"), detail: overview.pipelines_error });
+  }
+  return issues;
+}
+
+// --- the status header ----------------------------------------------------------------------------
+
+function tile(label, iconName, value, sub, level, textual) {
+  return h(
+    "div",
+    { class: `tile${level ? ` is-${level}` : ""}`, role: "group", "aria-label": label },
+    h("span", { class: "tile-label" }, icon(iconName, "icon-sm"), label),
+    h("strong", { class: `tile-value${textual ? " is-text" : ""}`, text: value }),
+    h("span", { class: "tile-sub", text: sub }),
+  );
+}
+
+function renderStatus(overview) {
+  const { account, stats } = overview;
+  const health = accountHealth(account);
+  const issues = issuesOf(overview);
+  const problems = issues.filter((i) => i.level !== "info").length;
+  const overall = problems ? (issues.some((i) => i.level === "error") ? "error" : "warn") : "ok";
+  const badge = {
+    ok: ["badge-ok", t("status.allGood")],
+    warn: ["badge-warn", t("status.attention")],
+    error: ["badge-error", t("status.actionNeeded")],
+  }[overall];
+
+  const section = h(
+    "section",
+    { class: "card status", "aria-labelledby": "status-title" },
+    h(
+      "div",
+      { class: "status-top" },
+      h(
+        "div",
+        {},
+        h("h1", { class: "status-title", id: "status-title", text: t("status.title") }),
+        h("p", { class: "status-lead", text: account.domain || account.account_id }),
+      ),
+      h("span", { class: `badge ${badge[0]}`, "data-testid": "overall", text: badge[1] }),
+    ),
+    h(
+      "div",
+      { class: "tiles" },
+      tile(t("tile.kommo"), "shield", health.value, health.sub, health.level, true),
+      tile(
+        t("tile.channels"),
+        "plug",
+        formatNumber(stats.channels),
+        stats.channels ? tn("tile.channelsSub", stats.channels) : t("tile.channelsNone"),
+        stats.channels ? "" : "warn",
+      ),
+      tile(t("tile.messages"), "message", formatNumber(stats.messages_today), t("tile.messagesSub"), ""),
+      tile(
+        t("tile.attention"),
+        "alert",
+        problems ? formatNumber(problems) : "0",
+        problems ? tn("tile.attentionSub", problems) : t("tile.attentionNone"),
+        problems ? overall : "ok",
+      ),
+    ),
+  );
+  if (issues.length) {
+    const list = h("ul", { class: "issues", "aria-label": t("issue.listLabel") });
+    for (const issue of issues) list.append(renderIssue(issue));
+    section.append(list);
+  }
+  return section;
+}
+
+function renderIssue(issue) {
+  let action = null;
+  if (issue.action && issue.action.href) {
+    action = h(
+      "a",
+      { class: `btn ${issue.level === "error" ? "btn-danger" : "btn-primary"}`, href: issue.action.href, target: "_blank", rel: "noopener" },
+      h("span", { class: "btn-label", text: issue.action.label }),
+      icon("external", "icon-sm"),
+    );
+  } else if (issue.action) {
+    action = h(
+      "button",
+      { class: "btn btn-secondary", type: "button", onclick: issue.action.run },
+      h("span", { class: "btn-label", text: issue.action.label }),
+    );
+  }
+  return h(
+    "li",
+    { class: `issue is-${issue.level}` },
+    h("span", { class: "issue-icon" }, icon(issue.level === "info" ? "info" : "alert")),
+    h(
+      "span",
+      { class: "issue-text" },
+      h("span", { class: "issue-title", text: issue.title }),
+      h("span", { class: "issue-detail", text: issue.detail }),
+    ),
+    action,
+  );
+}
+
+// --- channels -------------------------------------------------------------------------------------
+
+function platformLabel(channel) {
+  return channel.platform === "telegram" ? "Telegram" : channel.platform;
+}
+
+class ChannelCard {
+  constructor(channel) {
+    this.id = channel.id;
+    const base = `ch-${channel.id}`;
+    this.titleId = `${base}-title`;
+    this.panelId = `${base}-settings`;
+
+    this.title = h("h3", { class: "channel-name", id: this.titleId, tabindex: "-1" });
+    this.sub = h("p", { class: "channel-sub" });
+    this.badge = h("span", { class: "badge" });
+    this.facts = h("dl", { class: "channel-facts" });
+    this.errorLine = h("div", { class: "channel-error", hidden: true });
+    this.toggle = h(
+      "button",
+      {
+        class: "btn btn-ghost disclosure",
+        type: "button",
+        "aria-expanded": "false",
+        "aria-controls": this.panelId,
+        onclick: () => this.setOpen(this.toggle.getAttribute("aria-expanded") !== "true"),
+      },
+      h("span", { class: "btn-label", text: t("channel.settings") }),
+      icon("chevron", "icon-sm"),
+    );
+    this.removeButton = h(
+      "button",
+      { class: "btn btn-danger-ghost", type: "button", onclick: () => openRemoveDialog(this) },
+      icon("trash", "icon-sm"),
+      h("span", { class: "btn-label", text: t("channel.remove") }),
+    );
+    this.form = new SettingsForm(this, channel);
+    this.panel = h("div", { class: "settings", id: this.panelId, hidden: true }, this.form.el);
+    this.el = h(
+      "li",
+      { class: "card channel", "data-channel-id": channel.id },
+      h("div", { class: "channel-head" }, telegramLogo(), h("div", { class: "channel-id" }, this.title, this.sub), this.badge),
+      this.facts,
+      this.errorLine,
+      h("div", { class: "channel-actions" }, this.toggle, this.removeButton),
+      this.panel,
+    );
+    this.update(channel);
+  }
+
+  update(channel) {
+    this.channel = channel;
+    this.title.textContent = channel.name || channel.external_id;
+    this.sub.textContent = t("channel.sub", { platform: platformLabel(channel), id: channel.external_id });
+    const health = channelHealth(channel);
+    this.badge.className = `badge badge-${health.level}`;
+    this.badge.textContent = health.label;
+    this.errorLine.hidden = health.level !== "error";
+    this.errorLine.replaceChildren(icon("alert", "icon-sm"), h("span", { text: health.detail || "" }));
+
+    const webhook = channel.webhook_url
+      ? h("dd", {}, h("span", { class: "is-ok" }, icon("check", "icon-sm")), t("channel.webhookOk"))
+      : h("dd", {}, h("span", { class: "is-bad" }, icon("close", "icon-sm")), t("channel.webhookMissing"));
+    const last = channel.last_message_at_ms
+      ? h("dd", { title: formatDateTime(channel.last_message_at_ms), text: timeAgo(channel.last_message_at_ms) })
+      : h("dd", { text: t("channel.noMessages") });
+    const conversations = h(
+      "dd",
+      {},
+      formatNumber(channel.conversations),
+      channel.closed_conversations ? ` · ${tn("channel.closed", channel.closed_conversations)}` : "",
+    );
+    this.facts.replaceChildren(
+      h("div", { class: "fact" }, h("dt", { text: t("channel.webhook") }), webhook),
+      h("div", { class: "fact" }, h("dt", { text: t("channel.lastMessage") }), last),
+      h("div", { class: "fact" }, h("dt", { text: t("channel.today") }), h("dd", { text: formatNumber(channel.messages_today) })),
+      h("div", { class: "fact" }, h("dt", { text: t("channel.conversations") }), conversations),
+    );
+    this.form.update(channel);
+  }
+
+  setOpen(open) {
+    this.toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    this.panel.hidden = !open;
+  }
+
+  highlight() {
+    this.el.classList.add("is-new");
+    setTimeout(() => this.el.classList.remove("is-new"), 4000);
+  }
+}
+
+const FIELDS = ["source_name", "pipeline_id", "contact_rule", "update_profiles", "robot_label"];
+
+class SettingsForm {
+  constructor(card, channel) {
+    this.card = card;
+    const base = `ch-${channel.id}`;
+    const ids = {
+      source: `${base}-source`,
+      sourceHint: `${base}-source-hint`,
+      pipeline: `${base}-pipeline`,
+      pipelineHint: `${base}-pipeline-hint`,
+      rule: `${base}-rule`,
+      profiles: `${base}-profiles`,
+      profilesHint: `${base}-profiles-hint`,
+      robot: `${base}-robot`,
+      robotHint: `${base}-robot-hint`,
+      error: `${base}-error`,
+    };
+    this.ids = ids;
+    this.source = h("input", {
+      class: "input",
+      id: ids.source,
+      name: "source_name",
+      type: "text",
+      maxlength: "200",
+      autocomplete: "off",
+      "aria-describedby": ids.sourceHint,
+    });
+    this.pipeline = h("select", { class: "select", id: ids.pipeline, name: "pipeline_id", "aria-describedby": ids.pipelineHint });
+    this.pipelineHint = h("p", { class: "hint", id: ids.pipelineHint });
+    this.rules = {
+      create: h("input", { type: "radio", name: `${base}-rule`, value: "create" }),
+      link_existing: h("input", { type: "radio", name: `${base}-rule`, value: "link_existing" }),
+    };
+    this.profiles = h("input", {
+      class: "switch",
+      id: ids.profiles,
+      type: "checkbox",
+      role: "switch",
+      name: "update_profiles",
+      "aria-describedby": ids.profilesHint,
+    });
+    this.robot = h("input", {
+      class: "input",
+      id: ids.robot,
+      name: "robot_label",
+      type: "text",
+      maxlength: "64",
+      autocomplete: "off",
+      "aria-describedby": ids.robotHint,
+    });
+    this.preview = h("span", { class: "bubble" });
+    this.error = h("div", { class: "form-error", id: ids.error, role: "alert", hidden: true });
+    this.status = h("span", { class: "form-status", role: "status", "aria-live": "polite" });
+    this.save = h(
+      "button",
+      { class: "btn btn-primary", type: "submit", disabled: true },
+      spinner(),
+      h("span", { class: "btn-label", text: t("form.save") }),
+    );
+    this.discard = h("button", { class: "btn btn-ghost", type: "button", hidden: true, onclick: () => this.reset() }, t("form.discard"));
+
+    const choice = (value, title, desc) =>
+      h(
+        "label",
+        { class: "choice" },
+        this.rules[value],
+        h("span", {}, h("span", { class: "choice-title", text: title }), h("span", { class: "choice-desc", text: desc })),
+      );
+
+    this.el = h(
+      "form",
+      { novalidate: true, "aria-labelledby": card.titleId, onsubmit: (event) => this.submit(event), oninput: () => this.changed(), onchange: () => this.changed() },
+      h("h4", { class: "settings-group-title", text: t("form.sourceGroup") }),
+      h(
+        "div",
+        { class: "field-row" },
+        h(
+          "div",
+          { class: "field" },
+          h("label", { class: "label", for: ids.source, text: t("form.sourceName") }),
+          this.source,
+          h("p", { class: "hint", id: ids.sourceHint, text: t("form.sourceNameHint") }),
+        ),
+        h(
+          "div",
+          { class: "field" },
+          h("label", { class: "label", for: ids.pipeline, text: t("form.pipeline") }),
+          this.pipeline,
+          this.pipelineHint,
+        ),
+      ),
+      h("h4", { class: "settings-group-title", text: t("form.contactsGroup") }),
+      h(
+        "fieldset",
+        { class: "fieldset" },
+        h("legend", { class: "label", text: t("form.contactRule") }),
+        h(
+          "div",
+          { class: "choices" },
+          choice("create", t("form.ruleCreate"), t("form.ruleCreateHint")),
+          choice("link_existing", t("form.ruleLink"), t("form.ruleLinkHint")),
+        ),
+      ),
+      h(
+        "label",
+        { class: "switch-row", for: ids.profiles },
+        h("span", {}, h("span", { class: "label", text: t("form.updateProfiles") }), h("span", { class: "hint", id: ids.profilesHint, text: t("form.updateProfilesHint") })),
+        this.profiles,
+      ),
+      h("h4", { class: "settings-group-title", text: t("form.botGroup") }),
+      h(
+        "div",
+        { class: "field" },
+        h("label", { class: "label", for: ids.robot, text: t("form.robotLabel") }),
+        this.robot,
+        h("p", { class: "hint", id: ids.robotHint, text: t("form.robotLabelHint") }),
+        h("div", { class: "preview", "aria-hidden": "true" }, h("span", { text: t("form.preview") }), this.preview),
+      ),
+      this.error,
+      h("div", { class: "form-foot" }, this.save, this.discard, this.status),
+    );
+    this.el.classList.add("settings-form");
+    this.update(channel);
+  }
+
+  values() {
+    const rule = this.rules.link_existing.checked ? "link_existing" : "create";
+    return {
+      source_name: this.source.value.trim(),
+      pipeline_id: Number(this.pipeline.value),
+      contact_rule: rule,
+      update_profiles: this.profiles.checked,
+      robot_label: this.robot.value.trim(),
+    };
+  }
+
+  saved() {
+    const s = this.channel.settings;
+    return {
+      source_name: s.source_name,
+      pipeline_id: this.pipelineValue(s.pipeline_id),
+      contact_rule: s.contact_rule,
+      update_profiles: s.update_profiles,
+      robot_label: s.robot_label,
+    };
+  }
+
+  pipelineValue(id) {
+    const main = (state.overview.pipelines || []).find((p) => p.is_main);
+    return main && id === main.id ? 0 : id;
+  }
+
+  changes() {
+    const now = this.values();
+    const before = this.saved();
+    const diff = {};
+    for (const field of FIELDS) if (now[field] !== before[field]) diff[field] = now[field];
+    return diff;
+  }
+
+  update(channel) {
+    this.channel = channel;
+    this.source.placeholder = channel.name || "";
+    this.fillPipelines();
+    if (!this.dirty()) this.reset(true);
+  }
+
+  fillPipelines() {
+    const pipelines = state.overview.pipelines || [];
+    const signature = JSON.stringify([pipelines, this.channel.settings.pipeline_id, state.overview.pipelines_error]);
+    if (signature === this.pipelineSignature) return;
+    this.pipelineSignature = signature;
+    const current = this.pipeline.value;
+    const main = pipelines.find((p) => p.is_main);
+    const options = [h("option", { value: "0", text: main ? t("form.mainPipelineNamed", { name: main.name }) : t("form.mainPipeline") })];
+    for (const p of pipelines) if (!p.is_main) options.push(h("option", { value: String(p.id), text: p.name }));
+    const wanted = this.pipelineValue(this.channel.settings.pipeline_id);
+    if (wanted && !pipelines.some((p) => p.id === wanted)) {
+      options.push(h("option", { value: String(wanted), text: t("form.unknownPipeline", { id: wanted }) }));
+    }
+    this.pipeline.replaceChildren(...options);
+    if (current && [...this.pipeline.options].some((o) => o.value === current)) this.pipeline.value = current;
+    this.pipelineHint.textContent = state.overview.pipelines_error || t("form.pipelineHint");
+  }
+
+  dirty() {
+    return this.channel !== undefined && this.source.dataset.filled === "1" && Object.keys(this.changes()).length > 0;
+  }
+
+  reset(quiet) {
+    const s = this.saved();
+    this.source.value = s.source_name;
+    this.source.dataset.filled = "1";
+    this.pipeline.value = String(s.pipeline_id);
+    this.rules.create.checked = s.contact_rule !== "link_existing";
+    this.rules.link_existing.checked = s.contact_rule === "link_existing";
+    this.profiles.checked = s.update_profiles;
+    this.robot.value = s.robot_label;
+    if (!quiet) this.status.textContent = "";
+    this.clearError();
+    this.changed();
+  }
+
+  changed() {
+    const dirty = this.dirty();
+    this.save.disabled = !dirty || this.save.classList.contains("is-busy");
+    this.discard.hidden = !dirty;
+    if (dirty) {
+      this.status.className = "form-status";
+      this.status.textContent = t("form.unsaved");
+    } else if (this.status.textContent === t("form.unsaved")) {
+      this.status.textContent = "";
+    }
+    const label = this.robot.value.trim();
+    this.preview.textContent = `${label ? `${label} ` : ""}${t("form.previewText")}`;
+  }
+
+  clearError() {
+    this.error.hidden = true;
+    this.error.replaceChildren();
+    for (const input of [this.source, this.pipeline, this.robot]) input.removeAttribute("aria-invalid");
+  }
+
+  showError(error) {
+    const message = errorText(error);
+    this.error.replaceChildren(icon("alert", "icon-sm"), errorLines(serverError(error, "form.errorRejected")));
+    this.error.hidden = false;
+    const field = { source_name: this.source, pipeline_id: this.pipeline, robot_label: this.robot }[
+      FIELDS.find((name) => message.includes(name))
+    ];
+    if (field) {
+      field.setAttribute("aria-invalid", "true");
+      field.setAttribute("aria-describedby", `${field.getAttribute("aria-describedby").split(" ")[0]} ${this.ids.error}`);
+      field.focus();
+    }
+  }
+
+  async submit(event) {
+    event.preventDefault();
+    const diff = this.changes();
+    if (!Object.keys(diff).length) return;
+    this.clearError();
+    this.status.textContent = "";
+    setBusy(this.save, true, t("form.saving"));
+    try {
+      const { channel } = await api("PATCH", `channels/${encodeURIComponent(this.card.id)}`, diff);
+      replaceChannel(channel);
+      this.reset(true);
+      this.status.className = "form-status is-ok";
+      this.status.replaceChildren(icon("check", "icon-sm"), t("form.saved"));
+    } catch (error) {
+      if (isSessionError(error)) return signedOut(error);
+      this.showError(error);
+    } finally {
+      setBusy(this.save, false);
+      this.changed();
+    }
+  }
+}
+
+function replaceChannel(channel) {
+  const channels = state.overview.channels.filter((c) => c.id !== channel.id);
+  const index = state.overview.channels.findIndex((c) => c.id === channel.id);
+  if (index >= 0) channels.splice(index, 0, channel);
+  else channels.push(channel);
+  state.overview.channels = channels;
+  state.overview.stats = recount(channels, state.overview.stats);
+  renderOverview();
+}
+
+function recount(channels, stats) {
+  const active = channels.filter((c) => c.state === "active");
+  return {
+    ...stats,
+    channels: active.length,
+    messages_today: channels.reduce((sum, c) => sum + (c.messages_today || 0), 0),
+    closed_conversations: active.reduce((sum, c) => sum + (c.closed_conversations || 0), 0),
+  };
+}
+
+function renderChannels(overview) {
+  const view = state.view;
+  const active = overview.channels.filter((c) => c.state === "active");
+  const removed = overview.channels.filter((c) => c.state !== "active");
+  view.channelCount.textContent = active.length ? tn("channels.count", active.length) : "";
+
+  if (!active.length) {
+    view.list.replaceChildren();
+    view.list.hidden = true;
+    view.empty.hidden = false;
+  } else {
+    view.list.hidden = false;
+    view.empty.hidden = true;
+    const keep = new Set(active.map((c) => c.id));
+    for (const [id, card] of state.cards) {
+      if (!keep.has(id)) {
+        card.el.remove();
+        state.cards.delete(id);
+      }
+    }
+    active.forEach((channel, index) => {
+      let card = state.cards.get(channel.id);
+      if (card) card.update(channel);
+      else {
+        card = new ChannelCard(channel);
+        state.cards.set(channel.id, card);
+      }
+      // Move a card only when it is out of place: moving an element takes the focus away from it.
+      if (view.list.children[index] !== card.el) view.list.insertBefore(card.el, view.list.children[index] || null);
+    });
+  }
+
+  view.removed.hidden = !removed.length;
+  if (removed.length) {
+    view.removedSummary.textContent = tn("channels.removed", removed.length);
+    view.removedList.replaceChildren(
+      ...removed.map((c) =>
+        h(
+          "li",
+          {},
+          h("span", { text: c.name || c.external_id }),
+          h("span", { class: "badge badge-off", text: t("health.disconnected") }),
+        ),
+      ),
+    );
+  }
+}
+
+function renderOverview() {
+  const overview = state.overview;
+  // The status header is rebuilt only when what it shows changed, keeping the focus where it was.
+  const signature = JSON.stringify([overview.account, overview.stats, overview.pipelines_error, overview.channels.map(statusKey)]);
+  if (signature !== state.view.statusSignature) {
+    const focused = state.view.status.contains(document.activeElement) ? document.activeElement.textContent : null;
+    state.view.status.replaceWith((state.view.status = renderStatus(overview)));
+    state.view.statusSignature = signature;
+    if (focused !== null) {
+      const again = [...state.view.status.querySelectorAll("a, button")].find((el) => el.textContent === focused);
+      if (again) again.focus();
+    }
+  }
+  renderChannels(overview);
+}
+
+function statusKey(channel) {
+  return [channel.id, channel.name, channel.state, channel.webhook_url, channel.last_error || ""];
+}
+
+function buildLayout() {
+  const main = document.getElementById("main");
+  const addButton = h(
+    "button",
+    { class: "btn btn-primary", type: "button", onclick: () => openAddDialog() },
+    icon("plus", "icon-sm"),
+    h("span", { class: "btn-label", text: t("channels.add") }),
+  );
+  const view = {
+    status: h("section"),
+    channelCount: h("p", { class: "section-sub" }),
+    list: h("ul", { class: "channel-list", "aria-labelledby": "channels-title" }),
+    empty: h(
+      "div",
+      { class: "card empty", hidden: true },
+      h("div", { class: "empty-art" }, icon("plug")),
+      h("h3", { text: t("empty.title") }),
+      h("p", { text: t("empty.text") }),
+      h(
+        "button",
+        { class: "btn btn-primary", type: "button", onclick: () => openAddDialog() },
+        icon("plus", "icon-sm"),
+        h("span", { class: "btn-label", text: t("channels.add") }),
+      ),
+    ),
+    removedSummary: h("summary"),
+    removedList: h("ul"),
+  };
+  view.removed = h("details", { class: "removed", hidden: true }, view.removedSummary, view.removedList);
+  view.addButton = addButton;
+  state.view = view;
+
+  const refresh = h(
+    "button",
+    { class: "btn btn-ghost btn-icon", type: "button", "aria-label": t("top.refresh"), title: t("top.refresh"), onclick: () => refreshOverview(true) },
+    icon("refresh"),
+  );
+  document.getElementById("topbar-slot").replaceChildren(refresh);
+  view.refreshButton = refresh;
+
+  main.replaceChildren(
+    view.status,
+    h(
+      "section",
+      { class: "section", "aria-labelledby": "channels-title" },
+      h(
+        "div",
+        { class: "section-head" },
+        h("div", {}, h("h2", { class: "section-title", id: "channels-title", text: t("channels.title") }), view.channelCount),
+        addButton,
+      ),
+      view.list,
+      view.empty,
+      view.removed,
+    ),
+  );
+  main.removeAttribute("aria-busy");
+}
+
+async function refreshOverview(manual) {
+  if (manual) state.view.refreshButton.disabled = true;
+  try {
+    state.overview = await api("GET", "overview");
+    renderOverview();
+    if (manual) toast(t("top.refreshed"));
+  } catch (error) {
+    if (isSessionError(error)) return signedOut(error);
+    if (manual) toast(errorText(error));
+  } finally {
+    if (manual) state.view.refreshButton.disabled = false;
+  }
+}
+
+function scheduleRefresh() {
+  clearInterval(state.refreshTimer);
+  state.refreshTimer = setInterval(() => {
+    if (document.visibilityState === "visible" && !document.querySelector("dialog[open]")) refreshOverview(false);
+  }, REFRESH_MS);
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && state.view) refreshOverview(false);
+  });
+}
+
+// --- dialogs --------------------------------------------------------------------------------------
+
+function dialog(labelledBy, describedBy, ...children) {
+  const el = h("dialog", { class: "modal", "aria-labelledby": labelledBy, "aria-describedby": describedBy }, ...children);
+  document.body.append(el);
+  return el;
+}
+
+function closeDialog(el, returnFocus) {
+  if (el.open) el.close();
+  el.remove();
+  if (returnFocus && document.contains(returnFocus)) returnFocus.focus();
+}
+
+function openAddDialog(reconnecting) {
+  const opener = document.activeElement;
+  const ids = { title: nextId("add-title"), text: nextId("add-text"), input: nextId("token"), hint: nextId("token-hint"), error: nextId("token-error") };
+  const input = h("input", {
+    class: "input mono",
+    id: ids.input,
+    name: "token",
+    type: "text",
+    required: true,
+    autocomplete: "off",
+    autocapitalize: "off",
+    spellcheck: "false",
+    inputmode: "text",
+    placeholder: "123456789:AAHd…",
+    "aria-describedby": `${ids.hint} ${ids.error}`,
+  });
+  const hint = h("p", { class: "hint", id: ids.hint, text: t("add.tokenHint") });
+  const error = h("div", { class: "form-error", id: ids.error, role: "alert", hidden: true });
+  const submit = h(
+    "button",
+    { class: "btn btn-primary", type: "submit" },
+    spinner(),
+    h("span", { class: "btn-label", text: t("add.connect") }),
+  );
+  const cancel = h("button", { class: "btn btn-secondary", type: "button" }, t("add.cancel"));
+
+  const showError = (lines) => {
+    error.replaceChildren(icon("alert", "icon-sm"), errorLines(lines));
+    error.hidden = false;
+    input.setAttribute("aria-invalid", "true");
+  };
+  const clearError = () => {
+    error.hidden = true;
+    error.replaceChildren();
+    input.removeAttribute("aria-invalid");
+  };
+
+  const form = h(
+    "form",
+    { class: "modal-body", method: "dialog", novalidate: true },
+    h(
+      "div",
+      { class: "modal-head" },
+      telegramLogo(),
+      h("h2", { class: "modal-title", id: ids.title, text: reconnecting ? t("add.reconnectTitle", { name: reconnecting.name }) : t("add.title") }),
+      h("button", { class: "btn btn-ghost btn-icon", type: "button", "aria-label": t("add.close"), onclick: () => closeDialog(el, opener) }, icon("close")),
+    ),
+    h(
+      "ol",
+      { class: "steps", id: ids.text },
+      h("li", {}, h("span", {}, t("add.step1a"), h("b", { text: "@BotFather" }), t("add.step1b"))),
+      h("li", {}, h("span", { text: t("add.step2") })),
+      h("li", {}, h("span", { text: t("add.step3") })),
+    ),
+    h("div", { class: "field" }, h("label", { class: "label", for: ids.input, text: t("add.tokenLabel") }), input, hint),
+    error,
+    h("div", { class: "modal-foot" }, cancel, submit),
+  );
+  const el = dialog(ids.title, ids.text, form);
+
+  cancel.addEventListener("click", () => closeDialog(el, opener));
+  el.addEventListener("cancel", (event) => {
+    event.preventDefault();
+    closeDialog(el, opener);
+  });
+  input.addEventListener("input", () => {
+    clearError();
+    const value = input.value.trim();
+    hint.className = "hint";
+    hint.textContent = t("add.tokenHint");
+    if (TOKEN_SHAPE.test(value)) {
+      hint.className = "field-ok";
+      hint.replaceChildren(icon("check", "icon-sm"), t("add.tokenShapeOk"));
+    }
+  });
+  input.addEventListener("paste", () => {
+    // BotFather's message is often pasted whole: keep just the token.
+    setTimeout(() => {
+      const found = input.value.match(TOKEN_IN_TEXT);
+      if (found && found[0] !== input.value.trim()) {
+        input.value = found[0];
+        input.dispatchEvent(new Event("input"));
+      }
+    });
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const token = input.value.trim();
+    clearError();
+    if (!token) {
+      showError([t("add.errorEmpty")]);
+      input.focus();
+      return;
+    }
+    if (!TOKEN_SHAPE.test(token)) {
+      showError([t("add.errorShape")]);
+      input.focus();
+      return;
+    }
+    setBusy(submit, true, t("add.checking"));
+    input.readOnly = true;
+    cancel.disabled = true;
+    try {
+      const { channel } = await api("POST", "channels", { platform: "telegram", token });
+      closeDialog(el);
+      replaceChannel(channel);
+      const card = state.cards.get(channel.id);
+      toast(t("add.connected", { name: channel.name }));
+      if (card) {
+        card.setOpen(true);
+        card.highlight();
+        card.el.scrollIntoView({ block: "nearest" });
+        card.title.focus();
+      }
+    } catch (failure) {
+      if (isSessionError(failure)) {
+        closeDialog(el);
+        return signedOut(failure);
+      }
+      setBusy(submit, false);
+      input.readOnly = false;
+      cancel.disabled = false;
+      showError(serverError(failure, "add.errorRejected"));
+      input.focus();
+      input.select();
+    }
+  });
+  el.showModal();
+  input.focus();
+}
+
+function openRemoveDialog(card) {
+  const opener = document.activeElement;
+  const channel = card.channel;
+  const ids = { title: nextId("remove-title"), text: nextId("remove-text") };
+  const keep = h("button", { class: "btn btn-secondary", type: "button", autofocus: true }, t("remove.keep"));
+  const confirm = h(
+    "button",
+    { class: "btn btn-danger", type: "submit" },
+    spinner(),
+    h("span", { class: "btn-label", text: t("remove.confirm") }),
+  );
+  const error = h("div", { class: "form-error", role: "alert", hidden: true });
+  const form = h(
+    "form",
+    { class: "modal-body", method: "dialog" },
+    h(
+      "div",
+      { class: "modal-head" },
+      h("span", { class: "danger-art" }, icon("trash")),
+      h("h2", { class: "modal-title", id: ids.title, text: t("remove.title", { name: channel.name }) }),
+    ),
+    h("p", { class: "modal-text", id: ids.text, text: t("remove.text") }),
+    error,
+    h("div", { class: "modal-foot" }, keep, confirm),
+  );
+  const el = dialog(ids.title, ids.text, form);
+  el.setAttribute("role", "alertdialog");
+  keep.addEventListener("click", () => closeDialog(el, opener));
+  el.addEventListener("cancel", (event) => {
+    event.preventDefault();
+    closeDialog(el, opener);
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    setBusy(confirm, true, t("remove.removing"));
+    keep.disabled = true;
+    try {
+      const { channel: removed } = await api("DELETE", `channels/${encodeURIComponent(channel.id)}`);
+      closeDialog(el);
+      replaceChannel(removed);
+      toast(t("remove.done", { name: channel.name }));
+      state.view.addButton.focus();
+    } catch (failure) {
+      if (isSessionError(failure)) {
+        closeDialog(el);
+        return signedOut(failure);
+      }
+      setBusy(confirm, false);
+      keep.disabled = false;
+      error.replaceChildren(icon("alert", "icon-sm"), h("span", { text: errorText(failure) }));
+      error.hidden = false;
+    }
+  });
+  el.showModal();
+  keep.focus();
+}
+
+// --- whole-page states ----------------------------------------------------------------------------
+
+function gate({ error, title, text, detail, retry }) {
+  clearInterval(state.refreshTimer);
+  for (const open of document.querySelectorAll("dialog")) open.remove();
+  document.getElementById("topbar-slot").replaceChildren();
+  const main = document.getElementById("main");
+  main.replaceChildren(
+    h(
+      "section",
+      { class: `card gate${error ? " is-error" : ""}`, "aria-labelledby": "gate-title" },
+      h("div", { class: "gate-art" }, icon(error ? "wifiOff" : "lock")),
+      h("h1", { id: "gate-title", text: title }),
+      h("p", { text }),
+      retry ? null : h("span", { class: "path", text: t("gate.path") }),
+      detail ? h("p", { class: "detail", text: detail }) : null,
+      retry
+        ? h(
+            "button",
+            { class: "btn btn-primary", type: "button", onclick: () => location.reload() },
+            icon("refresh", "icon-sm"),
+            h("span", { class: "btn-label", text: t("gate.retry") }),
+          )
+        : null,
+    ),
+  );
+  main.removeAttribute("aria-busy");
+  main.focus();
+}
+
+function signedOut(error, refusedTicket) {
+  const kind = refusedTicket ? "link" : state.view !== null ? "expired" : "outside";
+  document.documentElement.dataset.state = "signed-out";
+  gate({
+    title: t({ link: "gate.linkTitle", expired: "gate.expiredTitle", outside: "gate.title" }[kind]),
+    text: t({ link: "gate.linkText", expired: "gate.expiredText", outside: "gate.text" }[kind]),
+    detail: error && error.message ? t("gate.detail", { reason: error.message }) : "",
+  });
+}
+
+function unavailable(error) {
+  document.documentElement.dataset.state = "error";
+  gate({ error: true, title: t("gate.downTitle"), text: errorText(error), retry: true });
+}
+
+// --- start ----------------------------------------------------------------------------------------
+
+function markFirstView() {
+  if (!performance.getEntriesByName("bridge:first-view").length) performance.mark("bridge:first-view");
+}
+
+async function start() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  const ticket = params.get("ticket");
+  const wanted = params.get("lang") || "";
+  if (location.hash) {
+    // The ticket must not stay in the address bar, the history or a bookmark; the language may.
+    history.replaceState(null, "", `${location.pathname}${location.search}${wanted ? `#lang=${encodeURIComponent(wanted)}` : ""}`);
+  }
+  const messages = loadMessages(pickLanguage(wanted));
+
+  let overview = null;
+  let failure = null;
+  try {
+    if (ticket) state.session = (await api("POST", "enter", { ticket })).session || "";
+    overview = await api("GET", "overview");
+  } catch (error) {
+    failure = error;
+  }
+  [state.lang, state.messages] = await messages;
+  document.documentElement.lang = state.lang;
+  document.title = t("page.title");
+  const page = document.getElementById("brand-page");
+  page.textContent = t("top.settings");
+  page.hidden = false;
+
+  if (failure) {
+    if (isSessionError(failure) || (failure instanceof ApiError && failure.status === 400)) {
+      // No ticket and no session: the page was not opened from Kommo (or the session ended).
+      signedOut(ticket ? failure : null, Boolean(ticket));
+    } else {
+      unavailable(failure);
+    }
+  } else {
+    state.overview = overview;
+    buildLayout();
+    renderOverview();
+    document.documentElement.dataset.state = "ready";
+    scheduleRefresh();
+  }
+  // The next frame is painted with the view: mark it just after.
+  requestAnimationFrame(() => setTimeout(markFirstView, 0));
+}
+
+// A new ticket for a window already open (the same address, another fragment): start over with it.
+window.addEventListener("hashchange", () => {
+  if (new URLSearchParams(location.hash.slice(1)).has("ticket")) location.reload();
+});
+
+start();
