@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from deploy import chartctl
 from libs.devstack import emulators
 from libs.devstack.embedded import free_port
 from tests.deploy.chart import SERVICE_KEYS, component, containers, named, pod_spec, render_set
+from tests.support import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATIONS = ROOT / "docs" / "operations.md"
@@ -93,16 +93,18 @@ def test_emulators_start_with_the_pods_arguments_on_the_given_host(
     emulator_process: tuple[subprocess.Popen[str], str, int],
 ) -> None:
     process, host, port = emulator_process
-    deadline = time.monotonic() + 20
-    while True:
+    answers: list[httpx.Response] = []
+
+    def answered() -> bool:
         assert process.poll() is None, process.stderr.read() if process.stderr else "exited"
         try:
-            response = httpx.get(f"http://{host}:{port}/bot123:abc/getMe", timeout=2)
-            break
+            answers.append(httpx.get(f"http://{host}:{port}/bot123:abc/getMe", timeout=2))
         except httpx.TransportError:
-            assert time.monotonic() < deadline, "the emulators did not answer"
-            time.sleep(0.1)
-    assert response.status_code < 500
+            return False
+        return True
+
+    wait_until(answered, timeout=20, what="the emulators to answer")
+    assert answers[-1].status_code < 500
     with pytest.raises(httpx.TransportError):  # bound to the given address only, not to loopback's
         httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
 
