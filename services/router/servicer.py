@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -43,7 +44,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         """Have kommo_sender create or update the channel's Kommo source now, not at the first message."""
         spec = source_spec(record)
         command = events_pb2.SyncSource(scope_id=record.scope_id, source=spec)
-        msg_id = f"source:{record.id}:{spec.name}:{spec.pipeline_id}"
+        # Unique per request: a source renamed A → B → A within the dedup window must still end as A
+        # (syncing twice is harmless, kommo_sender compares with what Kommo has).
+        msg_id = f"source:{record.id}:{uuid.uuid4()}"
         await self._publisher.publish(Stream.CRM_COMMANDS, record.id, command, msg_id)
 
     async def _to_pb(self, record: ConnectionRecord) -> router_pb2.Connection:
