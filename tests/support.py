@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
@@ -36,12 +35,3 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 60.0, interval: float = 0.1, what: str = "") -> None:
-    """`wait_for` for synchronous tests: poll `condition` until it holds, fail with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or 'condition'}")
-        time.sleep(interval)

@@ -17,7 +17,7 @@ from deploy import chartctl
 from libs.devstack import emulators
 from libs.devstack.embedded import free_port
 from tests.deploy.chart import SERVICE_KEYS, component, containers, named, pod_spec, render_set
-from tests.support import wait_until
+from tests.support import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATIONS = ROOT / "docs" / "operations.md"
@@ -89,21 +89,22 @@ def emulator_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], st
         process.wait(timeout=10)
 
 
-def test_emulators_start_with_the_pods_arguments_on_the_given_host(
+async def test_emulators_start_with_the_pods_arguments_on_the_given_host(
     emulator_process: tuple[subprocess.Popen[str], str, int],
 ) -> None:
     process, host, port = emulator_process
     answers: list[httpx.Response] = []
 
-    def answered() -> bool:
+    async def answered() -> bool:
         assert process.poll() is None, process.stderr.read() if process.stderr else "exited"
         try:
-            answers.append(httpx.get(f"http://{host}:{port}/bot123:abc/getMe", timeout=2))
+            async with httpx.AsyncClient(timeout=2) as http:
+                answers.append(await http.get(f"http://{host}:{port}/bot123:abc/getMe"))
         except httpx.TransportError:
             return False
         return True
 
-    wait_until(answered, timeout=20, what="the emulators to answer")
+    await wait_for(answered, timeout=20, what="the emulators to answer")
     assert answers[-1].status_code < 500
     with pytest.raises(httpx.TransportError):  # bound to the given address only, not to loopback's
         httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
