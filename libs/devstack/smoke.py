@@ -33,6 +33,10 @@ from libs.rpc import call, open_channel
 T = TypeVar("T")
 
 
+POLL_INTERVAL_S = 1.0
+"""How often a step looks again; a pod under load answers later, never differently."""
+
+
 class SmokeFailure(Exception):
     """A step of the smoke test failed; the message says which and why."""
 
@@ -48,7 +52,7 @@ async def wait_for(what: str, probe: Callable[[], Awaitable[T | None]], deadline
             result = None
         if result is not None:
             return result
-        await asyncio.sleep(1)
+        await asyncio.sleep(POLL_INTERVAL_S)
     raise SmokeFailure(f"timed out waiting for {what}{last_error}")
 
 

@@ -16,6 +16,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+START_POLL_S = 0.01
+"""How often start-up looks whether uvicorn is listening yet."""
+
 
 class ProbeServer:
     def __init__(self, host: str, port: int) -> None:
@@ -52,7 +55,7 @@ class ProbeServer:
             if self._task.done():
                 await self._task
                 raise RuntimeError(f"probe server could not listen on port {self._port}")
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(START_POLL_S)
 
     async def stop(self) -> None:
         if self._server is not None and self._task is not None:
