@@ -31,9 +31,8 @@ def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     server.stop()
 
 
-@pytest.fixture
-def database_url(postgres_admin_url: str) -> Iterator[str]:
-    """A fresh, migrated database for this test alone."""
+@contextlib.contextmanager
+def _fresh_database(postgres_admin_url: str) -> Iterator[str]:
     name = f"t_{uuid.uuid4().hex[:16]}"
     admin = make_url(postgres_admin_url)
     admin_dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -47,6 +46,20 @@ def database_url(postgres_admin_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def database_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh, migrated database for this test alone."""
+    with _fresh_database(postgres_admin_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_database_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh, migrated database shared by the tests of one module (for a stack they share)."""
+    with _fresh_database(postgres_admin_url) as url:
+        yield url
+
+
+@pytest.fixture
 def embedded_nats(tmp_path: Path) -> Iterator[EmbeddedNats]:
     """A nats-server of this test's own, which the test may stop and start again."""
     server = EmbeddedNats(tmp_path / "nats")
@@ -54,18 +67,33 @@ def embedded_nats(tmp_path: Path) -> Iterator[EmbeddedNats]:
     server.stop()
 
 
-@pytest.fixture
-async def nats_url(embedded_nats: EmbeddedNats) -> AsyncIterator[str]:
-    """NATS for a test that does not touch the broker itself: the external one when configured
-    (with this project's streams emptied first), otherwise the test's own."""
-    external = os.environ.get("BRIDGE_NATS_URL")
-    if not external:
-        yield embedded_nats.url
-        return
+@pytest.fixture(scope="module")
+def module_embedded_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+    server = EmbeddedNats(tmp_path_factory.mktemp("nats"))
+    yield server
+    server.stop()
+
+
+async def _emptied(external: str) -> str:
     nc = await nats.connect(external)
     js = nc.jetstream()
     for stream in Stream:
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await js.delete_stream(stream.stream_name)
     await nc.close()
-    yield external
+    return external
+
+
+@pytest.fixture
+async def nats_url(embedded_nats: EmbeddedNats) -> AsyncIterator[str]:
+    """NATS for a test that does not touch the broker itself: the external one when configured
+    (with this project's streams emptied first), otherwise the test's own."""
+    external = os.environ.get("BRIDGE_NATS_URL")
+    yield await _emptied(external) if external else embedded_nats.url
+
+
+@pytest.fixture(scope="module")
+async def module_nats_url(module_embedded_nats: EmbeddedNats) -> AsyncIterator[str]:
+    """Like `nats_url`, shared by the tests of one module."""
+    external = os.environ.get("BRIDGE_NATS_URL")
+    yield await _emptied(external) if external else module_embedded_nats.url

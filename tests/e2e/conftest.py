@@ -32,6 +32,20 @@ async def sandbox(tmp_path: Path, database_url: str, nats_url: str) -> AsyncIter
         await asyncio.to_thread(stack.stop)
 
 
+@pytest.fixture(scope="module")
+async def shared_sandbox(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str, module_nats_url: str
+) -> AsyncIterator[Sandbox]:
+    """One stack for every test of a module: starting five services costs seconds, so modules whose
+    tests cannot disturb each other (each uses clients of its own) share one."""
+    stack, sandbox, http = await start_sandbox(tmp_path_factory.mktemp("shared"), module_database_url, module_nats_url)
+    try:
+        yield sandbox
+    finally:
+        await http.aclose()
+        await asyncio.to_thread(stack.stop)
+
+
 @pytest.fixture
 async def sandbox_own_broker(
     tmp_path: Path, database_url: str, embedded_nats: EmbeddedNats
