@@ -26,6 +26,13 @@ JITTER_MARGIN = 1.1
 """Slots are spaced 10% wider than `1/rate`: requests leave at their slot but arrive after network
 delays that differ, and two that arrive closer than they left must still fit the other side's window."""
 
+LATE_WAKE_TOLERANCE = 0.05
+"""A caller that wakes later than this share of `1/rate` after its slot (a starved CPU, a long event
+loop turn) takes a new slot instead: otherwise it would leave together with the callers whose slots
+came after its own, and a burst of them would exceed the limit."""
+MAX_LATE_RETAKES = 3
+"""A caller retakes a slot at most this often, so heavy starvation delays it but never stalls it."""
+
 
 @dataclass(frozen=True)
 class Limit:
@@ -43,6 +50,22 @@ class SharedRateLimiter:
 
     async def acquire(self, limits: Sequence[Limit]) -> float:
         """Wait for the first moment every one of `limits` allows a call; return the seconds waited."""
+        loop = asyncio.get_running_loop()
+        waited = 0.0
+        tolerance = LATE_WAKE_TOLERANCE / max(limit.per_second for limit in limits)
+        for _ in range(MAX_LATE_RETAKES):
+            wait = await self._reserve(limits)
+            due = loop.time() + wait
+            if wait > 0:
+                await asyncio.sleep(wait)
+                waited += wait
+            if loop.time() - due <= tolerance:
+                break
+            log.info("woke late for a rate-limit slot, taking a new one", extra={"late_s": loop.time() - due})
+        return waited
+
+    async def _reserve(self, limits: Sequence[Limit]) -> float:
+        """Take the next slot of every limit in one transaction; return the seconds until it."""
         ordered = sorted(limits, key=lambda limit: limit.key)  # one lock order: no deadlocks
         async with self._engine.begin() as conn:
             for limit in ordered:
@@ -65,10 +88,7 @@ class SharedRateLimiter:
                 await conn.execute(
                     update(rate_limits).where(rate_limits.c.key == limit.key).values(next_at=slot + limit.spacing)
                 )
-        wait = float((slot - now).total_seconds())
-        if wait > 0:
-            await asyncio.sleep(wait)
-        return max(0.0, wait)
+        return max(0.0, float((slot - now).total_seconds()))
 
     async def defer(self, limits: Sequence[Limit], seconds: float) -> None:
         """The other side said "not before `seconds`" (a 429): no caller anywhere goes before then."""

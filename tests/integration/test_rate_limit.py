@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 from libs.db import create_engine
-from libs.ratelimit import JITTER_MARGIN, Limit, SharedRateLimiter
+from libs.ratelimit import JITTER_MARGIN, LATE_WAKE_TOLERANCE, Limit, SharedRateLimiter
+from tests.support import wait_for
 
 
 def busiest_window(times: list[float], window: float) -> int:
@@ -61,4 +63,36 @@ async def test_a_429_defers_every_caller(database_url: str) -> None:
     await limiter.defer([limit], 0.6)
     waited = await limiter.acquire([limit])
     assert 0.45 < waited < 0.8
+    await engine.dispose()
+
+
+async def test_callers_woken_late_by_a_starved_loop_do_not_leave_together(database_url: str) -> None:
+    engine = create_engine(database_url, pool_size=6)
+
+    class CountingLimiter(SharedRateLimiter):
+        reserved = 0
+
+        async def _reserve(self, limits: Sequence[Limit]) -> float:
+            wait = await super()._reserve(limits)
+            self.reserved += 1
+            return wait
+
+    limiter = CountingLimiter(engine)
+    limit = Limit("api:starved", per_second=20)
+    departures: list[float] = []
+
+    async def caller() -> None:
+        await limiter.acquire([limit])
+        departures.append(asyncio.get_running_loop().time())
+
+    callers = [asyncio.create_task(caller()) for _ in range(6)]
+    # Let every caller take its slot, then hog the loop past all of them, as a starved CPU would.
+    await wait_for(lambda: limiter.reserved >= 6, interval=0.001, what="every caller holding a slot")
+    loop = asyncio.get_running_loop()
+    hog_until = loop.time() + 6 * JITTER_MARGIN / limit.per_second
+    while loop.time() < hog_until:
+        pass
+    await asyncio.gather(*callers)
+    gaps = [later - earlier for earlier, later in zip(sorted(departures), sorted(departures)[1:], strict=False)]
+    assert min(gaps) >= (1 - LATE_WAKE_TOLERANCE) / limit.per_second
     await engine.dispose()
