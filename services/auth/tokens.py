@@ -89,6 +89,9 @@ class TokenKeeper:
             installation = await self._installations.lock(account_id, conn)
             expires = installation.token_expires_at
             fresh = expires is not None and expires - datetime.now(UTC) > margin
+            if installation.state == NEEDS_REAUTH:
+                # Another caller's refresh (the background sweep, say) was refused while we waited.
+                raise CredentialRejectedError("Kommo refused the refresh; an admin must install the integration again")
             if installation.state != ACTIVE or installation.token_kind == LONG_LIVED_TOKEN or fresh:
                 # Another caller refreshed while we waited for the lock (or there is nothing to do).
                 return await self._secrets.get(owner, KOMMO_ACCESS_TOKEN, conn=conn), expires
