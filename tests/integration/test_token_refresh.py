@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from libs.config import Settings
+from libs.config import load_settings
 from libs.crypto import Keyring, generate_key_spec
 from libs.db import create_engine
 from libs.errors import CredentialRejectedError
@@ -29,7 +29,7 @@ async def test_a_refresh_finding_the_account_refused_meanwhile_raises(database_u
     async with httpx.AsyncClient() as http:
         # Nothing listens there: a refresh call would fail as unreachable, not as refused.
         oauth = KommoAccountClient("http://127.0.0.1:9/accounts/{domain}", http)
-        keeper = TokenKeeper(engine, installations, secrets, oauth, Settings())
+        keeper = TokenKeeper(engine, installations, secrets, oauth, load_settings())
         expired = datetime.now(UTC) - timedelta(minutes=1)
         await installations.save(
             ACCOUNT,
