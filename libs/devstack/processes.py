@@ -80,15 +80,22 @@ class ManagedProcess:
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM (graceful drain), then SIGKILL if it does not finish in time."""
+        self.terminate()
+        self.wait_stopped(timeout)
+
+    def terminate(self) -> None:
+        """Ask for a graceful stop without waiting for it (so several processes drain at once)."""
+        self.signal(signal.SIGTERM)
+
+    def wait_stopped(self, timeout: float = 15.0) -> None:
+        """Wait for the process to end; SIGKILL it if it does not in time."""
         if self._process is None:
             return
-        if self._process.poll() is None:
-            self.signal(signal.SIGTERM)
-            try:
-                self._process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.signal(signal.SIGKILL)
-                self._process.wait()
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self._process.wait()
         if self._reader is not None:
             self._reader.join(5)
 

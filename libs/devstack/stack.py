@@ -173,23 +173,34 @@ class Stack:
             )  # fmt: skip
             emulators.start()
             emulators.wait_ready()
-        for name in SERVICES:
-            self.start_service(name)
+        # Every service waits for what it needs (auth, the broker) by itself, so they start together:
+        # their interpreters and imports overlap instead of queueing.
+        started = [self._launch(name) for name in SERVICES]
+        for process in started:
+            process.wait_ready()
 
     def start_service(self, name: str, instance: str = "", env: dict[str, str] | None = None) -> ManagedProcess:
         """Start (or restart) a service; `instance` and `env` run a further replica with its own settings."""
+        process = self._launch(name, instance, env)
+        process.wait_ready()
+        return process
+
+    def _launch(self, name: str, instance: str = "", env: dict[str, str] | None = None) -> ManagedProcess:
         process = self.processes.get(name + instance)
         if process is None:
             process = self._process(name + instance, [sys.executable, "-m", f"services.{name}"], env)
         elif env:
             process.env = {**process.env, **env}
         process.start()
-        process.wait_ready()
         return process
 
     def stop(self) -> None:
-        for name in reversed(list(self.processes)):
-            self.processes[name].stop()
+        """Every process drains at once; each is killed if it takes longer than its grace period."""
+        processes = list(reversed(list(self.processes.values())))
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait_stopped()
 
     async def connect_sandbox(self, account_id: str = "", bot_username: str = "bridge_sandbox_bot") -> SandboxChannel:
         """Connect a sandbox Kommo account and a sandbox Telegram bot, as an admin would."""
