@@ -33,7 +33,7 @@ run: install
 	$(BIN)/python -m libs.devstack
 
 test: install lint typecheck
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: install
 	$(BIN)/ruff check .

@@ -7,6 +7,9 @@ so the figures are the bridge's own and not Telegram's).
   hook); latency = hook sent → message accepted by the Telegram emulator.
 - gateway: webhooks/s the gateway answers (verify + publish + PubAck) beside a bare Starlette
   endpoint, same client, same run.
+- media (bench/media.py, skipped with BENCH_MEDIA=0): a 100 MB client file into Kommo through the
+  gateway's signed link, with the services' peak resident memory during the transfer; then
+  (bench/media_outbound.py) a 100 MB manager file streamed from Kommo's URL to Telegram, measured alike.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ import aiohttp
 import httpx
 import psutil
 
+from bench.media import report as media_report
+from bench.media import run_media
+from bench.media_outbound import report as media_outbound_report
+from bench.media_outbound import run_media_outbound
 from libs.devstack.embedded import EmbeddedNats, EmbeddedPostgres, free_port, wait_for_port
 from libs.devstack.stack import Stack
 from tests.e2e.sandbox import Sandbox
@@ -34,6 +41,7 @@ from tests.e2e.sandbox import Sandbox
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "40"))
 PER_CLIENT = int(os.environ.get("BENCH_PER_CLIENT", "25"))
 GATEWAY_REQUESTS = int(os.environ.get("BENCH_GATEWAY_REQUESTS", "3000"))
+MEDIA = os.environ.get("BENCH_MEDIA", "1") != "0"
 CONCURRENCY = 40  # Telegram's default max_connections
 
 
@@ -255,6 +263,12 @@ def main() -> None:
             wait_for_port(bare_port)
             print(f"running: {CLIENTS} clients × {PER_CLIENT} messages each way, then the gateway…", flush=True)
             results = asyncio.run(run(stack, bare_port))
+            stack.stop()
+            if MEDIA:
+                print("media: a client file through the gateway's signed link…", flush=True)
+                results["media"] = run_media(data, postgres, nats)
+                print("media: a manager file streamed to Telegram…", flush=True)
+                results["media_outbound"] = run_media_outbound(data, postgres, nats)
         finally:
             bare.terminate()
             bare.wait()
@@ -263,6 +277,12 @@ def main() -> None:
             postgres.stop()
     print()
     print(report(results))
+    if "media" in results:
+        print()
+        print(media_report(results["media"]))
+    if "media_outbound" in results:
+        print()
+        print(media_outbound_report(results["media_outbound"]))
 
 
 if __name__ == "__main__":

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     whatsapp_graph_url: str = "https://graph.facebook.com/v23.0"
     viber_api_url: str = "https://chatapi.viber.com/pa"
     wechat_api_url: str = "https://api.weixin.qq.com"
+    # A self-hosted telegram-bot-api server in --local mode: downloads have no size limit and uploads
+    # go up to 2000 MB (the cloud Bot API: 20 MB down, 50 MB up).
+    telegram_local_api: bool = False
+    # How long a signed media link (inbound files Kommo downloads through the gateway) stays valid.
+    media_link_ttl_s: int = Field(86400, ge=1)
 
     master_keys: SecretStr = SecretStr("")
     # Shared bearer credential every gRPC call must carry (checked by the servers' interceptor).

@@ -2,33 +2,47 @@
 
     BridgeError
     ├── RetryableError          try again later: the queue naks with a delay, HTTP answers 503
-    │   └── RateLimitedError    the other side said when (Retry-After / retry_after)
+    │   ├── RateLimitedError    the other side said when (Retry-After / retry_after)
+    │   └── TimedOutError       the other side did not answer in time
     ├── PermanentError          retrying cannot help: the queue terms it into dead letters, HTTP answers 4xx
     │   ├── BadRequestError     malformed input (400)
     │   ├── NotFoundError       unknown connection, scope, chat (404)
-    │   └── RecipientUnavailableError  the client blocked the bot / left; reported to Kommo as 901
+    │   ├── ConflictError       not possible in the thing's present state: a removed channel (409)
+    │   ├── TooLargeError       a file or body over a platform's size limit (413)
+    │   └── RecipientUnavailableError  the client blocked the bot / left / never started the chat
     └── AuthError               a wrong signature or credential (403); never retried blindly
         ├── MissingCredentialError     no signature / secret / token at all (401)
         └── CredentialRejectedError    a stored credential stopped working (revoked token)
 
-Handlers raise these; `disposition()` and `http_status()` are the only code that turns them into actions.
+Handlers raise these; `disposition()`, `http_status()` and `error_code()` are the only code that turns them
+into actions. An error may carry a stable `code` (`telegram_token_rejected`, `channel_not_found`, ...) that
+APIs answer beside the English message, so a client can show its own text for it in the user's language.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
 class BridgeError(Exception):
     """Root of every error the bridge raises on purpose. Messages must never contain a secret."""
 
+    code: str = ""
+    """Stable and machine-readable (`snake_case`); "" lets `error_code()` name the kind of error instead."""
+
+    def __init__(self, message: str = "", *, code: str = "") -> None:
+        super().__init__(message)
+        if code:
+            self.code = code
+
 
 class RetryableError(BridgeError):
     """A transient failure: the same call may succeed later."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retry_after: float | None = None, code: str = "") -> None:
+        super().__init__(message, code=code)
         self.retry_after = retry_after
 
 
@@ -36,8 +50,23 @@ class RateLimitedError(RetryableError):
     """The other side asked us to slow down and (usually) said for how long."""
 
 
+class TimedOutError(RetryableError):
+    """The other side did not answer in time (a proxy tells its caller 504, not 502)."""
+
+
 class PermanentError(BridgeError):
-    """Retrying the same input cannot succeed."""
+    """Retrying the same input cannot succeed.
+
+    `reason` names why in the words of `libs.status_texts` (a catalogue key, with its arguments), when
+    the failure ends up in front of a manager as a delivery status; "" leaves the choice to the caller.
+    """
+
+    def __init__(
+        self, message: str = "", *, code: str = "", reason: str = "", reason_args: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.reason = reason
+        self.reason_args: dict[str, str] = dict(reason_args or {})
 
 
 class BadRequestError(PermanentError):
@@ -48,10 +77,17 @@ class NotFoundError(PermanentError):
     """The thing addressed (connection, scope, conversation) does not exist here."""
 
 
-class RecipientUnavailableError(PermanentError):
-    """The client cannot be reached: blocked the bot, deleted the chat, deactivated the account."""
+class TooLargeError(PermanentError):
+    """A file or body is over what a platform accepts (Telegram's 20 MB download limit, upload limits)."""
 
-    kommo_error_code = 901
+
+class ConflictError(PermanentError):
+    """The request is fine but the thing's present state forbids it (pausing a removed channel)."""
+
+
+class RecipientUnavailableError(PermanentError):
+    """The client cannot be reached: blocked the bot, deleted the chat, deactivated the account (the
+    `reason` says which; Kommo shows it as 901 or 904)."""
 
 
 class AuthError(BridgeError):
@@ -111,8 +147,35 @@ def http_status(error: BaseException) -> int:
         return 400
     if isinstance(error, NotFoundError):
         return 404
+    if isinstance(error, ConflictError):
+        return 409
+    if isinstance(error, TooLargeError):
+        return 413
     if isinstance(error, AuthError):
         return 401 if isinstance(error, MissingCredentialError) else 403
     if isinstance(error, PermanentError):
         return 422
     return 503
+
+
+def error_code(error: BaseException) -> str:
+    """The stable code an API answers for `error`: its own, else the name of its kind."""
+    if isinstance(error, BridgeError) and error.code:
+        return error.code
+    for kind, code in _KIND_CODES:
+        if isinstance(error, kind):
+            return code
+    return "unavailable"
+
+
+# Most specific first.
+_KIND_CODES: tuple[tuple[type[BaseException], str], ...] = (
+    (BadRequestError, "bad_request"),
+    (NotFoundError, "not_found"),
+    (ConflictError, "conflict"),
+    (TooLargeError, "too_large"),
+    (PermanentError, "refused"),
+    (MissingCredentialError, "credential_missing"),
+    (AuthError, "access_denied"),
+    (RetryableError, "unavailable"),
+)

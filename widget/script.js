@@ -9,8 +9,10 @@
  *
  * To open the window the widget asks the bridge for a one-time address: POST {bridge}/settings/api/session
  * through this.$authorizedAjax, so Kommo adds X-Auth-Token (a short-lived token naming the account and
- * the user, signed with the integration's secret key). The bridge answers {"url": "..."} and the
- * widget shows that address in an iframe. The widget sends nothing else and stores nothing.
+ * the user, signed with the integration's secret key). The body names the user's interface language
+ * (APP.lang_id): the window opens in it, and the bridge writes delivery statuses for the account's
+ * managers in it. The bridge answers {"url": "..."} and the widget shows that address in an iframe.
+ * The widget sends nothing else and stores nothing.
  */
 define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
   'use strict';
@@ -61,6 +63,12 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
         node = node[parts[i]];
       }
       return typeof node === 'string' ? node : key;
+    }
+
+    // The language of the Kommo user's interface ('en', 'es', 'pt'; Kommo documents APP.lang_id for it),
+    // or '' where Kommo does not say.
+    function userLanguage() {
+      return typeof APP !== 'undefined' && APP && typeof APP.lang_id === 'string' ? APP.lang_id : '';
     }
 
     function widgetSettings() {
@@ -152,6 +160,8 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
       self.$authorizedAjax({
         url: bridge + SESSION_PATH,
         type: 'POST',
+        contentType: 'application/json',
+        data: JSON.stringify({ lang: userLanguage() }),
         dataType: 'json',
         timeout: REQUEST_TIMEOUT_MS
       }).done(function (answer) {

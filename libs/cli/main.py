@@ -23,6 +23,7 @@ from libs.config import load_settings
 from libs.errors import BridgeError
 from libs.messengers.registry import adapter_named
 from libs.rpc import call, open_channel
+from libs.status_texts import LANGUAGES
 
 
 @dataclass
@@ -83,10 +84,11 @@ async def accounts_list(target: Target, args: argparse.Namespace) -> None:
             i.token_kind or "-",
             _when(i.token_expires_at_ms) if i.token_expires_at_ms else "-",
             _when(i.connected_at_ms),
+            i.language or "en",
         )
         for i in response.installations
     ]
-    print_table(["account", "domain", "state", "tokens", "token expires", "connected"], rows)
+    print_table(["account", "domain", "state", "tokens", "token expires", "connected", "language"], rows)
     for item in response.installations:
         if item.state == "needs_reauth":
             print(f"\n{item.domain or item.account_id}: Kommo refused the token refresh ({item.last_error}).")
@@ -111,6 +113,15 @@ async def accounts_connect_token(target: Target, args: argparse.Namespace) -> No
     )
     await channel.close(None)
     print(f"installed into {item.domain} (account {item.account_id}, scope {item.scope_id})")
+
+
+async def accounts_language(target: Target, args: argparse.Namespace) -> None:
+    channel = open_channel(target.auth_addr, target.token)
+    auth = auth_pb2_grpc.AuthServiceStub(channel)
+    request = auth_pb2.SetAccountLanguageRequest(account=args.account, language=args.language)
+    item = await call(auth.SetAccountLanguage, request)
+    await channel.close(None)
+    print(f"{item.domain or item.account_id}: delivery statuses are now written in {item.language}")
 
 
 async def keys_rotate(target: Target, args: argparse.Namespace) -> None:
@@ -168,6 +179,69 @@ async def connections_list(target: Target, args: argparse.Namespace) -> None:
         for c in response.connections
     ]
     print_table(["connection", "platform", "name", "account", "state", "chats", "last message"], rows)
+
+
+async def connections_pause(target: Target, args: argparse.Namespace) -> None:
+    channel = open_channel(target.router_addr, target.token)
+    router = router_pb2_grpc.RouterServiceStub(channel)
+    if args.command == "pause":
+        connection = await call(router.PauseChannel, router_pb2.PauseChannelRequest(connection_id=args.connection_id))
+        print(f"paused {connection.display_name}: client messages are held (in order) until it is resumed,")
+        print("  and managers' replies are refused with a clear status in Kommo")
+    else:
+        request = router_pb2.ResumeChannelRequest(connection_id=args.connection_id)
+        connection = await call(router.ResumeChannel, request)
+        print(f"resumed {connection.display_name}: {connection.held_messages} held messages are on their way")
+    await channel.close(None)
+
+
+WEBHOOK_LABELS = {
+    router_pb2.WEBHOOK_STATUS_REGISTERED: "registered",
+    router_pb2.WEBHOOK_STATUS_NOT_SET: "NOT SET",
+    router_pb2.WEBHOOK_STATUS_ELSEWHERE: "ELSEWHERE",
+}
+
+
+async def connections_health(target: Target, args: argparse.Namespace) -> None:
+    channel = open_channel(target.router_addr, target.token)
+    router = router_pb2_grpc.RouterServiceStub(channel)
+    listed = await call(router.ListConnections, router_pb2.ListConnectionsRequest(account_id=args.account or ""))
+    names = {c.connection_id: c for c in listed.connections}
+    accounts = sorted({c.account_id for c in listed.connections if c.state != router_pb2.CONNECTION_STATE_DISCONNECTED})
+    found: list[router_pb2.ChannelHealth] = []
+    for account in accounts:
+        request = router_pb2.ListChannelHealthRequest(account_id=account, fresh=True)
+        found.extend((await call(router.ListChannelHealth, request, deadline_s=30)).channels)
+    await channel.close(None)
+    rows = []
+    for health in found:
+        connection = names[health.connection_id]
+        if health.token_rejected:
+            webhook = "TOKEN REJECTED"
+        elif health.unreachable:
+            webhook = "unknown"
+        else:
+            webhook = WEBHOOK_LABELS.get(health.webhook, "unknown")
+        error = f"{_when(health.last_error_at_ms)} {health.last_error_message}" if health.last_error_at_ms else "-"
+        rows.append(
+            (
+                health.connection_id,
+                connection.display_name,
+                router_pb2.ConnectionState.Name(connection.state).removeprefix("CONNECTION_STATE_").lower(),
+                webhook,
+                str(health.pending_updates),
+                str(connection.held_messages),
+                _when(connection.last_message_at_ms),
+                error,
+            )
+        )
+    print_table(["connection", "name", "state", "webhook", "pending", "held", "last message", "last error"], rows)
+    for health in found:
+        if health.token_rejected:
+            print(f"\n{names[health.connection_id].display_name}: {health.reason}. Give it the bot's new token in")
+            print("  the settings window (Fix bot token), or connect it again: bridgectl connections connect")
+        elif health.unreachable:
+            print(f"\n{names[health.connection_id].display_name}: could not ask the platform ({health.reason})")
 
 
 async def connections_disconnect(target: Target, args: argparse.Namespace) -> None:
@@ -313,6 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
     with_token.add_argument("--domain", required=True, help="the account's domain, e.g. shop.kommo.com")
     with_token.add_argument("--token-file", help="file holding the token (asked for when omitted)")
     with_token.set_defaults(run=accounts_connect_token)
+    language = accounts.add_parser(
+        "language", help="the language managers read delivery statuses in (the settings window stops changing it)"
+    )
+    language.add_argument("account", help="the account's amojo id or Kommo domain")
+    language.add_argument("language", help=f"one of {', '.join(LANGUAGES)}")
+    language.set_defaults(run=accounts_language)
 
     keys = groups.add_parser("keys", help="the master keys that encrypt every secret").add_subparsers(
         dest="command", required=True
@@ -336,6 +416,18 @@ def build_parser() -> argparse.ArgumentParser:
     listing = connections.add_parser("list", help="list channels with their state")
     listing.add_argument("--account", help="only this Kommo account")
     listing.set_defaults(run=connections_list)
+    for command, text in (
+        ("pause", "hold a channel's client messages (in order, nothing lost) and refuse replies, until resumed"),
+        ("resume", "carry a paused channel's messages again, the held ones first, in order"),
+    ):
+        pausing = connections.add_parser(command, help=text)
+        pausing.add_argument("connection_id")
+        pausing.set_defaults(run=connections_pause)
+    health = connections.add_parser(
+        "health", help="ask the platforms about each channel: webhook, pending updates, last error, token"
+    )
+    health.add_argument("--account", help="only this Kommo account")
+    health.set_defaults(run=connections_health)
     remove = connections.add_parser("disconnect", help="stop carrying a channel's messages")
     remove.add_argument("connection_id")
     remove.set_defaults(run=connections_disconnect)

@@ -57,6 +57,10 @@ installations = Table(
     Column("token_kind", String(16), nullable=False, server_default=""),
     Column("token_expires_at", DateTime(timezone=True), nullable=True),
     Column("last_error", Text, nullable=False, server_default=""),
+    # The language managers read delivery statuses in (en, es, pt), and who chose it: "default", the
+    # Kommo user who last opened the settings window ("settings_window"), or an operator (bridgectl).
+    Column("language", String(8), nullable=False, server_default="en"),
+    Column("language_set_by", String(16), nullable=False, server_default="default"),
     Index("ix_installations_kommo_account_id", "kommo_account_id"),
     comment="owner: auth",
 )
@@ -114,6 +118,8 @@ connections = Table(
     Column("contact_rule", String(16), nullable=False, server_default="create"),
     Column("update_profiles", Boolean, nullable=False, server_default=true()),
     Column("robot_label", String(64), nullable=False, server_default="🤖"),
+    # Set while the channel is paused (state "paused"): its client messages wait in held_inbound.
+    Column("paused_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("platform", "external_id", name="uq_connections_platform_external"),
     comment="owner: router",
 )
@@ -149,7 +155,31 @@ messages = Table(
     Column("platform_message_id", String(200), nullable=False, server_default=""),
     Column("kommo_message_id", String(64), nullable=False, server_default=""),
     _created_at(),
+    # A manager message's content as last carried (a re-sent hook with other content is an edit).
+    Column("content_digest", String(64), nullable=False, server_default=""),
+    # The reaction a manager has set on this message at the messenger ("" for none).
+    Column("manager_reaction", String(32), nullable=False, server_default=""),
     Index("ix_messages_conversation", "conversation_id", "created_at"),
+    # The message map: a quote, edit or reaction names its target by the platform's or Kommo's id.
+    Index("ix_messages_platform_message", "conversation_id", "platform_message_id"),
+    Index("ix_messages_kommo_message", "kommo_message_id"),
+    comment="owner: router",
+)
+
+# router: client events of paused channels, parked in arrival order (libs/bus/parking.py) and
+# re-published in order when the channel is resumed; nothing of a paused channel is lost.
+held_inbound = Table(
+    "held_inbound",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("connection_id", String(64), nullable=False),
+    Column("ordering_key", String(300), nullable=False),
+    Column("msg_id", String(300), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("message_type", String(200), nullable=False, server_default=""),
+    _created_at(),
+    Column("released_at", DateTime(timezone=True), nullable=True),
+    Index("ix_held_inbound_connection", "connection_id", "id"),
     comment="owner: router",
 )
 
@@ -231,6 +261,25 @@ kommo_statuses = Table(
     comment="owner: kommo_sender",
 )
 
+# kommo_sender: every delivery report of a manager message, posted to Kommo or not (a duplicate, a late
+# receipt, a failure after delivery): the message's whole history, while Kommo only ever sees it move forward.
+delivery_events = Table(
+    "delivery_events",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("kommo_msgid", String(64), nullable=False),
+    Column("scope_id", String(200), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("error_code", SmallInteger, nullable=False, server_default="0"),
+    Column("reason", String(64), nullable=False, server_default=""),
+    # When it happened at the platform (the report's time), and when the bridge recorded it.
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("posted", Boolean, nullable=False),
+    Index("ix_delivery_events_kommo_msgid", "kommo_msgid", "id"),
+    comment="owner: kommo_sender",
+)
+
 # messenger_sender: manager messages already accepted by a messenger (idempotency of that hop).
 messenger_deliveries = Table(
     "messenger_deliveries",
@@ -242,6 +291,9 @@ messenger_deliveries = Table(
     Column("error_code", SmallInteger, nullable=False, server_default="0"),
     Column("error_text", Text, nullable=False, server_default=""),
     _created_at(),
+    # Why it failed, as a key of libs.status_texts with its arguments (rendered in the account's language).
+    Column("reason", String(64), nullable=False, server_default=""),
+    Column("reason_args", JSONB, nullable=False, server_default="{}"),
     comment="owner: messenger_sender",
 )
 
@@ -255,6 +307,8 @@ gateway_spool = Table(
     Column("msg_id", String(300), nullable=False),
     Column("payload", LargeBinary, nullable=False),
     _created_at(),
+    # The protobuf type (the bus's Bridge-Type header), restored when the hook is replayed.
+    Column("message_type", String(200), nullable=False, server_default=""),
     Index("ix_gateway_spool_ordering_key", "ordering_key"),
     comment="owner: gateway",
 )

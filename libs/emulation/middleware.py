@@ -35,21 +35,28 @@ class EmulatorMiddleware:
             await self.app(scope, receive, send)
             return
 
-        chunks: list[bytes] = []
-        more = True
-        while more:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        replayed = False
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        body = b""
+        replay: Receive = receive
+        # A file upload passes through as it arrives and is recorded without its body: it can be gigabytes.
+        if not headers.get("content-type", "").lower().startswith("multipart/"):
+            chunks: list[bytes] = []
+            more = True
+            while more:
+                message = await receive()
+                chunks.append(message.get("body", b""))
+                more = message.get("more_body", False)
+            body = b"".join(chunks)
+            replayed = False
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
+            async def replay_body() -> Message:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
+
+            replay = replay_body
 
         status_holder = {"status": 0}
 
@@ -58,7 +65,6 @@ class EmulatorMiddleware:
                 status_holder["status"] = message["status"]
             await send(message)
 
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         fault = self.faults.take(scope["path"])
         try:
             if fault is not None and fault.kind == "status":

@@ -24,7 +24,7 @@ from libs.errors import (
     RateLimitedError,
     RetryableError,
 )
-from libs.kommo.payloads import NewMessage, Participant, encode_body
+from libs.kommo.payloads import EditMessage, NewMessage, Participant, Reaction, encode_body
 from libs.kommo.responses import json_object, retry_after, text_field, transport_failure
 from libs.kommo.signing import signed_headers
 from libs.observability.metrics import count_rate_limited
@@ -157,6 +157,15 @@ class AmojoClient:
         if not kommo_msgid:
             raise RetryableError("amojo new_message answered without msgid")
         return SentMessage(kommo_msgid=kommo_msgid, conversation_id=text_field(result, "conversation_id"))
+
+    async def edit_message(self, scope_id: str, edit: EditMessage) -> None:
+        """Post an `edit_message`: the client changed a message already in Kommo (§4)."""
+        await self._call("edit_message", "POST", f"/{_segment(scope_id)}", edit.to_json())
+
+    async def react(self, scope_id: str, reaction: Reaction) -> None:
+        """Add or take back our client's reaction on a message (§8). §13.3: one RU sample puts the
+        message id in the path; the reference table and every client use `/{scope_id}/react`."""
+        await self._call("react", "POST", f"/{_segment(scope_id)}/react", reaction.to_json())
 
     async def delivery_status(
         self, scope_id: str, kommo_msgid: str, status: int, error_code: int = 0, error: str = ""

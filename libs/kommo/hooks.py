@@ -1,12 +1,14 @@
 """Parse Kommo's chat webhooks (v2, §9) into our protobuf events.
 
-Kommo sends each hook once and never retries, so the gateway must decide fast and precisely: a hook it
-can use becomes a `KommoOutboundMessage`; anything malformed raises `BadRequestError` saying what is
-wrong. The signature is checked by the caller (`signing.verify_hook_signature`) before parsing.
+Kommo sends each hook once and never retries, so the gateway must decide fast and precisely: a message
+hook becomes a `KommoOutboundMessage`, a reaction hook a `KommoReaction`, a typing hook a `KommoTyping`;
+anything malformed raises `BadRequestError` saying what is wrong. The signature is checked by the caller
+(`signing.verify_hook_signature`) before parsing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any, Final
 
@@ -23,12 +25,34 @@ _MEDIA_KINDS: Final[dict[str, content_pb2.MediaKind.ValueType]] = {
 }
 _ACTIONS: Final = ("typing", "reaction")
 
+KommoHookEvent = events_pb2.KommoOutboundMessage | events_pb2.KommoReaction | events_pb2.KommoTyping
+
+
+def content_digest(content: content_pb2.Content) -> str:
+    """A short fingerprint of a message's content. Kommo documents no edit hook (§13); the reading the
+    bridge handles is that an edited message comes as its message hook again, same id, other content,
+    so a hook's identity is its message id plus this."""
+    return hashlib.sha256(content.SerializeToString(deterministic=True)).hexdigest()[:32]
+
+
+def hook_msg_id(event: KommoHookEvent) -> str:
+    """The `Nats-Msg-Id` of a hook's event: the same only for a true duplicate of the same hook."""
+    if isinstance(event, events_pb2.KommoOutboundMessage):
+        return f"kommo-hook:{event.kommo_message_id}:{content_digest(event.content)}"
+    if isinstance(event, events_pb2.KommoReaction):
+        return event.event_id
+    conversation = event.conversation_id or event.kommo_chat_id
+    return f"kommo-typing:{conversation}:{event.user_kommo_id}:{event.expires_at_ms}"
+
 
 def parse_chat_hook(body: bytes, scope_id: str) -> events_pb2.KommoOutboundMessage | None:
-    """A message hook → `KommoOutboundMessage`; a typing or reaction hook → None (handled elsewhere).
+    """A message hook → `KommoOutboundMessage`; a typing or reaction hook → None (see `parse_hook`)."""
+    event = parse_hook(body, scope_id)
+    return event if isinstance(event, events_pb2.KommoOutboundMessage) else None
 
-    `scope_id` comes from the hook URL (`:scope_id`), the hook body does not carry it.
-    """
+
+def parse_hook(body: bytes, scope_id: str) -> KommoHookEvent:
+    """Any chat hook → its event. `scope_id` comes from the hook URL (`:scope_id`), the body lacks it."""
     try:
         data: Any = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -40,10 +64,10 @@ def parse_chat_hook(body: bytes, scope_id: str) -> events_pb2.KommoOutboundMessa
         action = data.get("action")
         if not isinstance(action, dict):
             raise BadRequestError("chat hook: neither a 'message' nor an 'action' object")
-        for name in _ACTIONS:
-            if name in action:
-                _object(action, name, "action")
-                return None
+        if "typing" in action:
+            return _typing(data, _object(action, "typing", "action"), scope_id)
+        if "reaction" in action:
+            return _reaction(data, _object(action, "reaction", "action"), scope_id, body)
         raise BadRequestError(f"chat hook: unknown action {sorted(action)}")
 
     envelope = _object(data, "message", "")
@@ -66,6 +90,85 @@ def parse_chat_hook(body: bytes, scope_id: str) -> events_pb2.KommoOutboundMessa
         sender_kommo_id=_optional_str(sender, "id", "message.sender"),
         sent_at_ms=_sent_at_ms(envelope),
         content=_content(message, message_type),
+        raw=body,
+        reply_to=_quoted(envelope),
+        media_group_id=_optional_str(message, "media_group_id", "message.message"),
+    )
+
+
+def _quoted(envelope: dict[str, Any]) -> events_pb2.MessageRef | None:
+    """`reply_to.message` of a message hook (an embedded message: Kommo's `id`, our `msgid` when the
+    quoted message came from us, and its content, which the bridge does not need)."""
+    reply_to = _optional_object(envelope, "reply_to", "message")
+    if not reply_to:
+        return None
+    quoted = _object(reply_to, "message", "message.reply_to")
+    where = "message.reply_to.message"
+    ref = events_pb2.MessageRef(
+        kommo_message_id=_optional_str(quoted, "id", where),
+        msgid=_optional_str(quoted, "msgid", where) or _optional_str(quoted, "client_id", where),
+    )
+    if not ref.kommo_message_id and not ref.msgid:
+        raise BadRequestError(f"chat hook: {where} has neither id nor msgid")
+    return ref
+
+
+def _typing(data: dict[str, Any], typing: dict[str, Any], scope_id: str) -> events_pb2.KommoTyping:
+    """`action.typing{user{id}, conversation{id, client_id?}, expired_at}` (seconds)."""
+    where = "action.typing"
+    conversation = _object(typing, "conversation", where)
+    user = _object(typing, "user", where)
+    expired_at = _optional_int(typing, "expired_at", where)
+    if expired_at <= 0:
+        raise BadRequestError(f"chat hook: {where}.expired_at is missing")
+    return events_pb2.KommoTyping(
+        account_id=_optional_str(data, "account_id", ""),
+        scope_id=scope_id,
+        conversation_id=_optional_str(conversation, "client_id", f"{where}.conversation"),
+        kommo_chat_id=_required_str(conversation, "id", f"{where}.conversation"),
+        user_kommo_id=_required_str(user, "id", f"{where}.user"),
+        expires_at_ms=expired_at * 1000,
+    )
+
+
+def _reaction(data: dict[str, Any], reaction: dict[str, Any], scope_id: str, body: bytes) -> events_pb2.KommoReaction:
+    """`action.reaction{message{id, client_id?, …}, user{id}, conversation{id, client_id?}, type, emoji?}`.
+
+    §13.2: an older example names the message by a bare `msgid` instead of `message`, and which id it
+    holds is not said; when it is all there is, it is offered as both Kommo's id and ours, and the
+    router takes whichever it knows.
+    """
+    where = "action.reaction"
+    conversation = _object(reaction, "conversation", where)
+    user = _object(reaction, "user", where)
+    kind = _required_str(reaction, "type", where)
+    if kind not in ("react", "unreact"):
+        raise BadRequestError(f"chat hook: {where}.type must be react or unreact, is {kind!r}")
+    emoji = _optional_str(reaction, "emoji", where)
+    if kind == "react" and not emoji:
+        raise BadRequestError(f"chat hook: {where}.emoji is missing")
+    message = _optional_object(reaction, "message", where)
+    target = events_pb2.MessageRef(
+        kommo_message_id=_optional_str(message, "id", f"{where}.message"),
+        msgid=_optional_str(message, "client_id", f"{where}.message"),
+    )
+    legacy = _optional_str(reaction, "msgid", where)
+    if not target.kommo_message_id and not target.msgid:
+        if not legacy:
+            raise BadRequestError(f"chat hook: {where} names no message (neither message.id nor msgid)")
+        target = events_pb2.MessageRef(kommo_message_id=legacy, msgid=legacy)
+    return events_pb2.KommoReaction(
+        # Kommo gives a reaction no id: the hook's own bytes are its identity, so only a true duplicate
+        # of the same hook is ever taken for one.
+        event_id=f"kommo-reaction:{hashlib.sha256(body).hexdigest()[:32]}",
+        account_id=_optional_str(data, "account_id", ""),
+        scope_id=scope_id,
+        conversation_id=_optional_str(conversation, "client_id", f"{where}.conversation"),
+        kommo_chat_id=_required_str(conversation, "id", f"{where}.conversation"),
+        target=target,
+        user_kommo_id=_required_str(user, "id", f"{where}.user"),
+        emoji=emoji,
+        removed=kind == "unreact",
         raw=body,
     )
 
@@ -93,7 +196,8 @@ def _content(message: dict[str, Any], message_type: str) -> content_pb2.Content:
         media_url = _optional_str(message, "media", where) or _optional_str(message, "sticker_id", where)
         if not media_url:
             raise BadRequestError("chat hook: a sticker without media or sticker_id")
-        return content_pb2.Content(sticker=content_pb2.Sticker(file_ref=media_url))
+        size = _optional_int(message, "file_size", where)
+        return content_pb2.Content(sticker=content_pb2.Sticker(file_ref=media_url, size=max(0, size)))
     if message_type == "location":
         location = _object(message, "location", where)
         return content_pb2.Content(

@@ -71,7 +71,9 @@ class Participant:
 class MessageBody:
     """amojo's `message` object. `location` is `(lat, lon)`; `contact` is `(name, phone)`.
 
-    Validated on construction so a malformed body fails here, not as a 400 from Kommo.
+    Validated on construction so a malformed body fails here, not as a 400 from Kommo. `media_group_id`
+    ties the items of an album together: amojo's history and hooks carry it in `message`, so it is sent
+    there too, though §4 does not list it for new_message (amojo is expected to ignore it if unknown).
     """
 
     type: str
@@ -83,6 +85,7 @@ class MessageBody:
     sticker_id: str = ""
     location: tuple[float, float] | None = None
     contact: tuple[str, str] | None = None
+    media_group_id: str = ""
 
     def __post_init__(self) -> None:
         if self.type not in MESSAGE_TYPES:
@@ -127,7 +130,25 @@ class MessageBody:
         if self.contact is not None:
             name, phone = self.contact
             out["contact"] = {"name": name, "phone": phone}
+        if self.media_group_id:
+            out["media_group_id"] = self.media_group_id
         return out
+
+
+@dataclass(frozen=True)
+class EmbeddedMessage:
+    """amojo's embedded message (EMB, §4) naming a message of the same chat: Kommo's `id`, else our
+    `msgid`. amojo takes one of them alone, so when both are known Kommo's own id is sent."""
+
+    id: str = ""
+    msgid: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.id and not self.msgid:
+            raise BadRequestError("an embedded message needs Kommo's id or our msgid")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id} if self.id else {"msgid": self.msgid}
 
 
 @dataclass(frozen=True)
@@ -135,7 +156,8 @@ class NewMessage:
     """A `new_message` event (§4). `msgid` and `conversation_id` are ours.
 
     Incoming from a client: `sender` only. Outgoing (manager/bot written elsewhere): `sender` with
-    `ref_id` plus `receiver` = the client. `conversation_ref_id` binds a write-first chat.
+    `ref_id` plus `receiver` = the client. `conversation_ref_id` binds a write-first chat. `reply_to`
+    quotes a message of the same chat.
     """
 
     msgid: str
@@ -147,6 +169,7 @@ class NewMessage:
     source_external_id: str = ""
     silent: bool = False
     conversation_ref_id: str = ""
+    reply_to: EmbeddedMessage | None = None
 
     def __post_init__(self) -> None:
         if not self.msgid or not self.conversation_id:
@@ -169,8 +192,77 @@ class NewMessage:
         if self.source_external_id:
             payload["source"] = {"external_id": self.source_external_id}
         payload["message"] = self.message.to_json()
+        if self.reply_to is not None:
+            payload["reply_to"] = {"message": self.reply_to.to_json()}
         payload["silent"] = bool(self.silent)
         return {"event_type": "new_message", "payload": payload}
+
+
+@dataclass(frozen=True)
+class EditedBody:
+    """The `message` of an `edit_message`: its type and new text (a caption for media). The media
+    fields may be omitted when the file is unchanged (§4), and an edit only changes text, so they are."""
+
+    type: str
+    text: str
+
+    def __post_init__(self) -> None:
+        if self.type not in MESSAGE_TYPES:
+            raise BadRequestError(f"message type {self.type!r} is not one of {sorted(MESSAGE_TYPES)}")
+        if self.type == "text" and not self.text:
+            raise BadRequestError("a text message needs text")
+
+    def to_json(self) -> dict[str, Any]:
+        # `text` always: an empty one is how a removed caption reads.
+        return {"type": self.type, "text": self.text}
+
+
+@dataclass(frozen=True)
+class EditMessage:
+    """An `edit_message` event (§4): the message named by `target` in our conversation gets `message`.
+
+    amojo ignores sender, receiver, source, reply_to and forwards on an edit, so none are sent.
+    """
+
+    conversation_id: str
+    target: EmbeddedMessage
+    message: EditedBody
+
+    def __post_init__(self) -> None:
+        if not self.conversation_id:
+            raise BadRequestError("an edit_message needs a conversation_id")
+
+    def to_json(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {**self.target.to_json(), "conversation_id": self.conversation_id}
+        payload["message"] = self.message.to_json()
+        return {"event_type": "edit_message", "payload": payload}
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """A `/react` body (§8): our client (`user.id`) adds or takes back `emoji` on a message."""
+
+    conversation_id: str
+    target: EmbeddedMessage
+    user_id: str
+    emoji: str
+    removed: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.conversation_id or not self.user_id:
+            raise BadRequestError("a reaction needs a conversation_id and a user id")
+        if not self.emoji:
+            raise BadRequestError("a reaction needs an emoji")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "conversation_id": self.conversation_id,
+            **self.target.to_json(),
+            "user": {"id": self.user_id},
+            "type": "unreact" if self.removed else "react",
+            # Required to react; on unreact it says which of the user's reactions goes.
+            "emoji": self.emoji,
+        }
 
 
 _KIND_TO_TYPE: Final[dict[int, str]] = {
@@ -182,6 +274,16 @@ _KIND_TO_TYPE: Final[dict[int, str]] = {
     # An unspecified kind is still a file we can hand over; "file" is amojo's generic type.
     content_pb2.MEDIA_KIND_UNSPECIFIED: "file",
 }
+
+
+def content_to_edited_body(content: content_pb2.Content) -> EditedBody:
+    """What an edit of `content` changes at Kommo: a text, or a media message's caption."""
+    kind = content.WhichOneof("body")
+    if kind == "text":
+        return EditedBody(type="text", text=content.text.body)
+    if kind == "media":
+        return EditedBody(type=_KIND_TO_TYPE.get(content.media.kind, "file"), text=content.media.caption)
+    raise BadRequestError(f"an edit of {kind or 'empty'} content cannot be carried to Kommo")
 
 
 def _default_file_name(message_type: str, mime_type: str) -> str:

@@ -43,9 +43,9 @@ def base_address(url: str) -> str:
 def verify_widget_token(token: str, *, secret: str, audience: str) -> WidgetToken:
     """The token's facts, or AuthError saying what is wrong (never echoing the token)."""
     if not token:
-        raise MissingCredentialError("the X-Auth-Token header is missing")
+        raise MissingCredentialError("the X-Auth-Token header is missing", code="kommo_token_missing")
     if not secret:
-        raise AuthError("the integration's secret key is not configured")
+        raise AuthError("the integration's secret key is not configured", code="integration_not_configured")
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
@@ -56,25 +56,27 @@ def verify_widget_token(token: str, *, secret: str, audience: str) -> WidgetToke
             options={"require": list(REQUIRED_CLAIMS)},
         )
     except jwt.ExpiredSignatureError:
-        raise AuthError("the Kommo token has expired: open the settings from Kommo again") from None
+        raise AuthError(
+            "the Kommo token has expired: open the settings from Kommo again", code="kommo_token_expired"
+        ) from None
     except jwt.ImmatureSignatureError:
-        raise AuthError("the Kommo token is not valid yet") from None
+        raise AuthError("the Kommo token is not valid yet", code="kommo_token_invalid") from None
     except jwt.InvalidAudienceError:
-        raise AuthError("the Kommo token was issued for another integration") from None
+        raise AuthError("the Kommo token was issued for another integration", code="kommo_token_invalid") from None
     except jwt.InvalidSignatureError:
-        raise AuthError("the Kommo token's signature does not match") from None
+        raise AuthError("the Kommo token's signature does not match", code="kommo_token_invalid") from None
     except jwt.MissingRequiredClaimError as exc:
-        raise AuthError(f"the Kommo token lacks the {exc.claim!r} claim") from None
+        raise AuthError(f"the Kommo token lacks the {exc.claim!r} claim", code="kommo_token_invalid") from None
     except jwt.PyJWTError as exc:
-        raise AuthError(f"the Kommo token is not valid ({type(exc).__name__})") from None
+        raise AuthError(f"the Kommo token is not valid ({type(exc).__name__})", code="kommo_token_invalid") from None
     account_id = claims["account_id"]
     if isinstance(account_id, str) and account_id.isdigit():
         account_id = int(account_id)
     if isinstance(account_id, bool) or not isinstance(account_id, int) or account_id <= 0:
-        raise AuthError("the Kommo token's account_id is not an account id")
+        raise AuthError("the Kommo token's account_id is not an account id", code="kommo_token_invalid")
     issuer = urlsplit(str(claims["iss"]) if "://" in str(claims["iss"]) else f"https://{claims['iss']}")
     if not issuer.hostname:
-        raise AuthError("the Kommo token's issuer is not an account address")
+        raise AuthError("the Kommo token's issuer is not an account address", code="kommo_token_invalid")
     user = claims.get("user_id", claims.get("sub", ""))
     return WidgetToken(
         jti=str(claims["jti"]),

@@ -7,7 +7,8 @@ one line in `_ADAPTERS`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,18 +27,56 @@ class ChannelIdentity:
     display_name: str
 
 
+@dataclass(frozen=True)
+class MediaLimits:
+    """A platform's file size limits for a bot, in bytes; None means no limit."""
+
+    download_bytes: int | None
+    upload_bytes: int | None
+
+
+@dataclass(frozen=True)
+class FileStream:
+    """A platform file being read: its size (None when the platform does not say), the MIME type the
+    platform serves it with ("" when none), and its bytes in bounded chunks, never the whole file."""
+
+    size: int | None
+    mime_type: str
+    chunks: AsyncIterator[bytes]
+
+
+@dataclass(frozen=True)
+class WebhookHealth:
+    """What the platform says about a bot's webhook (Telegram getWebhookInfo): where it sends updates
+    ("" for nowhere), how many it holds undelivered, and its last delivery failure (0 / "" for none)."""
+
+    url: str
+    pending_updates: int
+    last_error_at_ms: int
+    last_error_message: str
+
+
 class MessengerAdapter(Protocol):
     platform: content_pb2.Platform.ValueType
     # Used in webhook URLs: /webhooks/<name>/<connection_id>.
     name: str
+    # The connection's secret (a kind of libs.secret_names) that `verify_webhook` checks a POST against:
+    # the webhook secret the bridge chose (Telegram), or the platform app's own secret (WhatsApp).
+    webhook_secret_kind: str
 
     def api_base_url(self, settings: Settings) -> str: ...
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes, secret: str) -> None:
         """Raise AuthError / MissingCredentialError unless the request comes from the platform."""
 
-    def parse_webhook(self, body: bytes, connection_id: str) -> events_pb2.InboundMessage | None:
-        """The canonical event, or None for an update the bridge does not carry."""
+    def verify_handshake(self, query: Mapping[str, str], secret: str) -> str:
+        """A platform's GET check of the webhook URL (WhatsApp's hub.challenge): the text to answer, when
+        the query carries the connection's webhook `secret`. AuthError otherwise; NotFoundError for a
+        platform that makes no such check."""
+
+    def parse_webhook(self, body: bytes, connection_id: str) -> list[events_pb2.InboundMessage]:
+        """The canonical events of one webhook request, in the platform's order (one request may carry
+        several messages and statuses); empty for an update the bridge does not carry."""
 
     async def check_credentials(self, http: httpx.AsyncClient, base_url: str, token: str) -> ChannelIdentity: ...
 
@@ -45,10 +84,62 @@ class MessengerAdapter(Protocol):
         self, http: httpx.AsyncClient, base_url: str, token: str, url: str, secret: str
     ) -> None: ...
 
+    async def webhook_health(self, http: httpx.AsyncClient, base_url: str, token: str) -> WebhookHealth:
+        """Ask the platform now; CredentialRejectedError when it refuses the token."""
+
     async def send(
-        self, http: httpx.AsyncClient, base_url: str, token: str, chat_id: str, content: content_pb2.Content
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        token: str,
+        chat_id: str,
+        content: content_pb2.Content,
+        reply_to: str = "",
+        limits: MediaLimits | None = None,
     ) -> str:
-        """Send to the client; return the platform's message id."""
+        """Send to the client, as a reply to message `reply_to` if given; return the platform's message id.
+        A file goes within `limits` (`media_limits()`; the platform's defaults when None)."""
+
+    async def edit(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        token: str,
+        chat_id: str,
+        platform_message_id: str,
+        content: content_pb2.Content,
+    ) -> None:
+        """Change a message already sent to `content`; an edit that changes nothing succeeds."""
+
+    async def react(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        token: str,
+        chat_id: str,
+        platform_message_id: str,
+        emoji: str,
+        removed: bool,
+    ) -> bool:
+        """Set (or take back) the bot's reaction on a message; False when the platform has no such emoji."""
+
+    def reaction_for(self, emoji: str) -> str | None:
+        """The platform's reaction closest to a manager's `emoji`, or None when it has nothing like it."""
+
+    async def typing(
+        self, http: httpx.AsyncClient, base_url: str, token: str, chat_id: str, last_client_message_id: str = ""
+    ) -> None:
+        """Show the client that someone is typing (for a few seconds, or until the next message). Platforms
+        that tie it to a message (WhatsApp) need the client's last message id."""
+
+    def media_limits(self, settings: Settings) -> MediaLimits:
+        """What the platform lets a bot download and upload, as configured (e.g. a local Bot API server)."""
+
+    def open_file(
+        self, http: httpx.AsyncClient, base_url: str, token: str, file_ref: str
+    ) -> AbstractAsyncContextManager[FileStream]:
+        """Open a client's file (a `Media.file_ref`) for reading; the response is closed on exit. Raises
+        NotFoundError (the file is gone), TooLargeError (over the download limit), or the usual tree."""
 
 
 def _adapters() -> dict[int, MessengerAdapter]:

@@ -32,6 +32,16 @@ RATE_LIMITED: Final = Counter(
 )
 WEBHOOKS: Final = Counter("bridge_webhooks", "Webhooks answered by the gateway, by status", ["platform", "status"])
 SPOOL_DEPTH: Final = Gauge("bridge_spool_depth", "Kommo hooks kept in the gateway's fallback spool")
+LATE_FAILURES: Final = Counter(
+    "bridge_status_late_failures",
+    "Failures reported for a message already delivered or read: recorded in its history, never posted as a step back",
+    ["service"],
+)
+MEDIA_DOWNLOADS: Final = Counter(
+    "bridge_media_downloads",
+    "Client files requested through the gateway's signed media links, by platform and HTTP status",
+    ["platform", "status"],
+)
 
 
 def set_service(name: str) -> None:
@@ -53,3 +63,7 @@ def count_message(platform: int, direction: str, outcome: str) -> None:
 
 def count_rate_limited(platform: str) -> None:
     RATE_LIMITED.labels(_service, platform).inc()
+
+
+def count_late_failure() -> None:
+    LATE_FAILURES.labels(_service).inc()

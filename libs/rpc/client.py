@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import grpc
 
 from libs.observability.tracing import inject_context
-from libs.rpc.status import error_for
+from libs.rpc.status import code_in, error_for
 
 R = TypeVar("R")
 
@@ -48,4 +48,4 @@ async def call(rpc: Callable[..., Awaitable[R]], request: Any, *, deadline_s: fl
     try:
         return await rpc(request, timeout=deadline_s)
     except grpc.aio.AioRpcError as exc:
-        raise error_for(exc.code(), exc.details() or "") from None
+        raise error_for(exc.code(), exc.details() or "", code_in(exc.trailing_metadata())) from None

@@ -15,7 +15,7 @@ from opentelemetry.trace import SpanKind
 
 from libs.errors import BridgeError
 from libs.observability.tracing import extract_context, tracer
-from libs.rpc.status import code_for
+from libs.rpc.status import code_for, trailing_code
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def rpc_errors(method: F) -> F:
             try:
                 return await method(self, request, context)
             except BridgeError as exc:
-                await context.abort(code_for(exc), str(exc))
+                await context.abort(code_for(exc), str(exc), trailing_metadata=trailing_code(exc))
 
     return wrapper  # type: ignore[return-value]
 

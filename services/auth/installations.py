@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from libs.db.schema import installations
 from libs.errors import NotFoundError
+from libs.status_texts import DEFAULT_LANGUAGE
 
 ACTIVE = "active"
 NEEDS_REAUTH = "needs_reauth"
@@ -20,6 +21,12 @@ UNINSTALLED = "uninstalled"
 
 OAUTH_TOKENS = "oauth"
 LONG_LIVED_TOKEN = "long_lived"  # noqa: S105
+
+# Who chose the account's language (`language_set_by`): nobody yet, the Kommo user who last opened the
+# settings window, or an operator with bridgectl (whose choice the window then leaves alone).
+LANGUAGE_DEFAULT = "default"
+LANGUAGE_FROM_SETTINGS_WINDOW = "settings_window"
+LANGUAGE_FROM_OPERATOR = "operator"
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,8 @@ class Installation:
     token_kind: str = ""
     token_expires_at: datetime | None = None
     last_error: str = ""
+    language: str = DEFAULT_LANGUAGE
+    language_set_by: str = LANGUAGE_DEFAULT
 
 
 _FIELDS = list(Installation.__dataclass_fields__)
@@ -98,6 +107,21 @@ class InstallationStore:
             .values(token_expires_at=expires_at, state=ACTIVE, last_error="")
         )
 
+    async def set_language(self, account_id: str, language: str, set_by: str) -> bool:
+        """Keep `language` (already one of libs.status_texts.LANGUAGES) for the account. The settings
+        window never overrides an operator's choice; returns whether the language was written."""
+        where = installations.c.account_id == account_id
+        if set_by != LANGUAGE_FROM_OPERATOR:
+            where &= installations.c.language_set_by != LANGUAGE_FROM_OPERATOR
+        statement = (
+            update(installations)
+            .where(where)
+            .values(language=language, language_set_by=set_by)
+            .returning(installations.c.account_id)
+        )
+        async with self._engine.begin() as conn:
+            return (await conn.execute(statement)).first() is not None
+
     async def lock(self, account_id: str, conn: AsyncConnection) -> Installation:
         """The installation row, locked for the rest of `conn`'s transaction (single-flight refresh)."""
         query = select(*_COLUMNS).where(installations.c.account_id == account_id).with_for_update()
@@ -121,6 +145,11 @@ class InstallationStore:
 
     async def by_kommo_account(self, kommo_account_id: int) -> Installation:
         return await self._one(installations.c.kommo_account_id == kommo_account_id)
+
+    async def by_account_or_domain(self, account: str) -> Installation:
+        """An installation named the way an operator would: its amojo id or its Kommo domain."""
+        where = (installations.c.account_id == account) | (installations.c.domain == account.strip().lower())
+        return await self._one(where)
 
     async def due_for_refresh(self, before: datetime) -> list[str]:
         query = select(installations.c.account_id).where(

@@ -12,8 +12,9 @@ from libs.errors import BadRequestError
 from libs.kommo.client import AmojoClient
 from libs.rpc import rpc_errors
 from libs.secret_names import KOMMO_CHANNEL_OWNER, KOMMO_CHANNEL_SECRET
+from libs.status_texts import LANGUAGES, supported_language
 from services.auth.account_crm import AccountCrm
-from services.auth.installations import Installation, InstallationStore
+from services.auth.installations import LANGUAGE_FROM_OPERATOR, Installation, InstallationStore
 from services.auth.installer import Installer
 from services.auth.secret_store import SecretStore
 from services.auth.settings_sessions import SettingsAccess, SettingsSessions
@@ -38,6 +39,8 @@ def _installation_pb(item: Installation) -> auth_pb2.Installation:
         token_kind=item.token_kind,
         token_expires_at_ms=_ms(item.token_expires_at),
         last_error=item.last_error,
+        language=item.language,
+        language_set_by=item.language_set_by,
     )
 
 
@@ -178,7 +181,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def OpenSettingsSession(
         self, request: auth_pb2.OpenSettingsSessionRequest, context: Context
     ) -> auth_pb2.SettingsTicket:
-        ticket, access = await self._sessions.open(request.one_time_token)
+        ticket, access = await self._sessions.open(request.one_time_token, request.language)
         return auth_pb2.SettingsTicket(
             ticket=ticket, account_id=access.account_id, expires_at_ms=_ms(access.expires_at)
         )
@@ -204,3 +207,16 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.ListPipelinesResponse(
             pipelines=[auth_pb2.Pipeline(id=p.id, name=p.name, is_main=p.is_main) for p in pipelines]
         )
+
+    @rpc_errors
+    async def SetAccountLanguage(
+        self, request: auth_pb2.SetAccountLanguageRequest, context: Context
+    ) -> auth_pb2.Installation:
+        if not request.account.strip():
+            raise BadRequestError("account (the account's amojo id or Kommo domain) is required")
+        language = supported_language(request.language)
+        if language is None:
+            raise BadRequestError(f"language must be one of {', '.join(LANGUAGES)}")
+        installation = await self._installations.by_account_or_domain(request.account)
+        await self._installations.set_language(installation.account_id, language, LANGUAGE_FROM_OPERATOR)
+        return _installation_pb(await self._installations.by_account(installation.account_id))

@@ -23,11 +23,13 @@ from libs.config import Settings
 from libs.db.schema import settings_sessions, used_widget_tokens
 from libs.errors import AuthError, NotFoundError
 from libs.kommo.widget_tokens import base_address, verify_widget_token
-from services.auth.installations import InstallationStore
+from libs.status_texts import normalize_language
+from services.auth.installations import LANGUAGE_FROM_SETTINGS_WINDOW, InstallationStore
 
 log = logging.getLogger(__name__)
 
 TICKET_TTL = timedelta(minutes=1)
+MAX_LANGUAGE_TAG = 35  # the longest BCP 47 tag worth reading
 SESSION_TTL = timedelta(hours=2)
 
 
@@ -48,7 +50,9 @@ class SettingsSessions:
         self._installations = installations
         self._settings = settings
 
-    async def open(self, one_time_token: str) -> tuple[str, SettingsAccess]:
+    async def open(self, one_time_token: str, language: str = "") -> tuple[str, SettingsAccess]:
+        """A ticket for the window. `language` is the Kommo user's (from the widget): the settings are
+        opened by an account admin, whose language becomes the account's for delivery statuses."""
         facts = verify_widget_token(
             one_time_token,
             secret=self._settings.kommo_client_secret.get_secret_value(),
@@ -57,9 +61,9 @@ class SettingsSessions:
         try:
             installation = await self._installations.by_kommo_account(facts.kommo_account_id)
         except NotFoundError:
-            raise AuthError("this Kommo account has not installed the bridge") from None
+            raise AuthError("this Kommo account has not installed the bridge", code="account_not_installed") from None
         if installation.domain != facts.account_domain:
-            raise AuthError("the Kommo token was issued by another account")
+            raise AuthError("the Kommo token was issued by another account", code="kommo_token_invalid")
         now = datetime.now(UTC)
         ticket = secrets.token_urlsafe(32)
         access = SettingsAccess(installation.account_id, facts.user_id, now + SESSION_TTL)
@@ -76,7 +80,9 @@ class SettingsSessions:
                 )
             ).first()
             if first_use is None:
-                raise AuthError("this Kommo token was already used: open the settings from Kommo again")
+                raise AuthError(
+                    "this Kommo token was already used: open the settings from Kommo again", code="kommo_token_used"
+                )
             await conn.execute(
                 settings_sessions.insert().values(
                     ticket_hash=_digest(ticket),
@@ -87,6 +93,10 @@ class SettingsSessions:
                 )
             )
         log.info("settings session opened", extra={"account_id": access.account_id, "kommo_user_id": facts.user_id})
+        if language:
+            kept = normalize_language(language[:MAX_LANGUAGE_TAG])
+            if await self._installations.set_language(access.account_id, kept, LANGUAGE_FROM_SETTINGS_WINDOW):
+                log.info("account language set", extra={"account_id": access.account_id, "language": kept})
         return ticket, access
 
     async def redeem(self, ticket: str) -> tuple[str, SettingsAccess]:
@@ -106,7 +116,10 @@ class SettingsSessions:
         async with self._engine.begin() as conn:
             row = (await conn.execute(statement)).first()
         if row is None:
-            raise AuthError("this settings link was already used or has expired: open the settings from Kommo again")
+            raise AuthError(
+                "this settings link was already used or has expired: open the settings from Kommo again",
+                code="ticket_used",
+            )
         return session, SettingsAccess(row.account_id, row.kommo_user_id, row.expires_at)
 
     async def get(self, session: str) -> SettingsAccess:
@@ -116,5 +129,7 @@ class SettingsSessions:
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).first()
         if row is None:
-            raise AuthError("the settings session has expired: open the settings from Kommo again")
+            raise AuthError(
+                "the settings session has expired: open the settings from Kommo again", code="session_expired"
+            )
         return SettingsAccess(row.account_id, row.kommo_user_id, row.expires_at)

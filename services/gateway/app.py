@@ -8,6 +8,7 @@ import logging
 import os
 from pathlib import Path
 
+import httpx
 import uvicorn
 from kommo_bridge.auth.v1 import auth_pb2_grpc
 from kommo_bridge.router.v1 import router_pb2_grpc
@@ -22,10 +23,12 @@ from starlette.types import Scope
 from libs.bus import Publisher, connect, ensure_streams
 from libs.config import Settings
 from libs.db import create_engine
+from libs.media import MediaLinks
 from libs.rpc import open_channel
 from libs.runtime import mark_ready
 from services.gateway.credentials import GatewayCredentials
 from services.gateway.installs import Installs
+from services.gateway.media import MediaDownloads
 from services.gateway.settings_access import SettingsAccess
 from services.gateway.settings_api import SettingsApi
 from services.gateway.spool import HookSpool
@@ -78,6 +81,7 @@ def create_app(
     settings_api: SettingsApi,
     nc: NATS,
     spool: HookSpool,
+    media: MediaDownloads,
     *,
     kommo_domains: tuple[str, ...] = KOMMO_DOMAINS,
 ) -> Starlette:
@@ -112,8 +116,12 @@ def create_app(
             Route("/settings/api/overview", settings_api.overview, methods=["GET"]),
             Route("/settings/api/channels", settings_api.add_channel, methods=["POST"]),
             Route("/settings/api/channels/{channel_id}", settings_api.change_channel, methods=["PATCH", "DELETE"]),
+            Route("/settings/api/channels/{channel_id}/{action}", settings_api.channel_action, methods=["POST"]),
+            Route("/settings/api/health", settings_api.health, methods=["GET"]),
             Route("/webhooks/kommo/{scope_id}", webhooks.kommo, methods=["POST"]),
             Route("/webhooks/{platform}/{connection_id}", webhooks.messenger, methods=["POST"]),
+            Route("/webhooks/{platform}/{connection_id}", webhooks.messenger_check, methods=["GET"]),
+            Route("/media/v1/{token}/{name}", media.serve, methods=["GET", "HEAD"]),
         ]
     )
 
@@ -133,6 +141,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     access = SettingsAccess(auth, settings.public_url, settings.kommo_domains)
     router_channel = open_channel(settings.router_grpc_addr, settings.service_token.get_secret_value())
     settings_api = SettingsApi(access, auth, router_pb2_grpc.RouterServiceStub(router_channel))
+    # Files stream through in bounded chunks; the read timeout applies per chunk, not to the whole file.
+    media_http = httpx.AsyncClient(timeout=settings.http_timeout_s)
+    media = MediaDownloads(MediaLinks.from_settings(settings), credentials, media_http, settings)
     app = create_app(
         Webhooks(credentials, publisher, spool, nc),
         Installs(auth),
@@ -140,6 +151,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         settings_api,
         nc,
         spool,
+        media,
         kommo_domains=settings.kommo_domains,
     )
 
@@ -165,6 +177,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     server.should_exit = True
     await serving
     await spool.stop()
+    await media_http.aclose()
     await router_channel.close(None)
     await auth_channel.close(None)
     await nc.drain()

@@ -18,7 +18,7 @@ from sqlalchemy import delete, exists, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from libs.bus import Publisher, Stream
+from libs.bus import TYPE_HEADER, Publisher, Stream
 from libs.db.schema import gateway_spool
 from libs.errors import RetryableError
 from libs.observability import SPOOL_DEPTH
@@ -65,11 +65,13 @@ class HookSpool:
         except SQLAlchemyError:
             return False  # nothing can be spooled now either; publishing directly is all there is
 
-    async def put(self, stream: Stream, key: str, msg_id: str, payload: bytes) -> None:
+    async def put(self, stream: Stream, key: str, msg_id: str, payload: bytes, message_type: str = "") -> None:
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(
-                    gateway_spool.insert().values(stream=stream.name, ordering_key=key, msg_id=msg_id, payload=payload)
+                    gateway_spool.insert().values(
+                        stream=stream.name, ordering_key=key, msg_id=msg_id, payload=payload, message_type=message_type
+                    )
                 )
         except SQLAlchemyError as exc:
             raise RetryableError("neither the bus nor the spool can take the hook") from exc
@@ -121,7 +123,11 @@ class HookSpool:
             done: list[int] = []
             try:
                 for row in rows:
-                    await self._publisher.publish(Stream[row.stream], row.ordering_key, row.payload, row.msg_id)
+                    # The hook's protobuf type goes with it, as when it is published directly.
+                    headers = {TYPE_HEADER: row.message_type} if row.message_type else None
+                    await self._publisher.publish(
+                        Stream[row.stream], row.ordering_key, row.payload, row.msg_id, headers=headers
+                    )
                     done.append(row.id)
             except RetryableError:
                 pass  # the bus is still down; what was published is removed below, the rest waits

@@ -10,12 +10,13 @@ import logging
 import time
 from collections.abc import Awaitable
 
+from google.protobuf.message import Message as ProtoMessage
 from nats.aio.client import Client as NATS
 from opentelemetry.trace import SpanKind
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from libs.bus import Publisher, Stream
+from libs.bus import TYPE_HEADER, Publisher, Stream
 from libs.errors import (
     AuthError,
     BadRequestError,
@@ -25,9 +26,9 @@ from libs.errors import (
     RetryableError,
     http_status,
 )
-from libs.kommo.hooks import parse_chat_hook
+from libs.kommo.hooks import hook_msg_id, parse_hook
 from libs.kommo.signing import verify_hook_signature
-from libs.messengers.registry import adapter_named
+from libs.messengers.registry import MessengerAdapter, adapter_named
 from libs.observability import HOP_SECONDS, WEBHOOKS, service_name, tracer
 from services.gateway.credentials import GatewayCredentials
 from services.gateway.spool import HookSpool
@@ -71,6 +72,15 @@ class Webhooks:
             platform = "unknown"  # never a label value a caller chose
         return await self._observed(platform, self._messenger(request))
 
+    async def messenger_check(self, request: Request) -> Response:
+        """GET /webhooks/{platform}/{connection_id}: a platform checks the URL before it sends there
+        (WhatsApp's hub.challenge); the answer is the text it asked to see echoed, or 403."""
+        try:
+            platform = adapter_named(request.path_params["platform"]).name
+        except NotFoundError:
+            platform = "unknown"  # never a label value a caller chose
+        return await self._observed(platform, self._messenger_check(request))
+
     async def kommo(self, request: Request) -> Response:
         """POST /webhooks/kommo/{scope_id}: a manager's message from Kommo, sent once and never retried."""
         return await self._observed("kommo", self._kommo(request))
@@ -91,17 +101,58 @@ class Webhooks:
         try:
             adapter = adapter_named(request.path_params["platform"])
             body = await read_body(request)
-            secret = await self._credentials.webhook_secret(connection_id)
-            adapter.verify_webhook(request.headers, body, secret)
-            event = adapter.parse_webhook(body, connection_id)
-            if event is None:
+            await self._verify(adapter, request, body, connection_id)
+            events = adapter.parse_webhook(body, connection_id)
+            if not events:
                 return JSONResponse({"ok": True, "ignored": True})
-            # Platforms retry until they get a 2xx, so a bus failure answers 503 and nothing is lost.
-            await self._publisher.publish(Stream.INBOUND, f"{connection_id}:{event.chat_id}", event, event.event_id)
+            # Platforms retry until they get a 2xx, so a bus failure answers 503 and nothing is lost; the
+            # events published before it are deduplicated by their ids when the request comes again.
+            for event in events:
+                await self._publisher.publish(
+                    Stream.INBOUND, f"{connection_id}:{event.chat_id}", event, event.event_id
+                )
         except BridgeError as exc:
             self._log_refusal("messenger webhook refused", exc, connection_id=connection_id)
             return error_response(exc)
         return JSONResponse({"ok": True})
+
+    async def _verify(self, adapter: MessengerAdapter, request: Request, body: bytes, connection_id: str) -> None:
+        """Against the cached secret; on a mismatch, once more against the stored one (an admin may have
+        just given the bot a new token, which registers a new secret), at most every few seconds."""
+        kind = adapter.webhook_secret_kind
+        secret = await self._credentials.webhook_secret(connection_id, kind)
+        try:
+            adapter.verify_webhook(request.headers, body, secret)
+        except MissingCredentialError:
+            raise
+        except AuthError:
+            stored = await self._credentials.webhook_secret_again(connection_id, kind)
+            if stored is None or stored == secret:
+                raise
+            adapter.verify_webhook(request.headers, body, stored)
+
+    async def _messenger_check(self, request: Request) -> Response:
+        connection_id = request.path_params["connection_id"]
+        try:
+            adapter = adapter_named(request.path_params["platform"])
+            query = request.query_params
+            secret = await self._credentials.webhook_secret(connection_id)
+            try:
+                answer = adapter.verify_handshake(query, secret)
+            except AuthError:
+                # The webhook secret is registered with the platform as the check's token just before the
+                # platform checks: the cached one may be the one it replaced.
+                stored = await self._credentials.webhook_secret_again(connection_id)
+                if stored is None or stored == secret:
+                    raise
+                answer = adapter.verify_handshake(query, stored)
+        except AuthError as exc:
+            self._log_refusal("messenger webhook check refused", exc, connection_id=connection_id)
+            return PlainTextResponse("Forbidden", status_code=403)
+        except BridgeError as exc:
+            self._log_refusal("messenger webhook check refused", exc, connection_id=connection_id)
+            return error_response(exc)
+        return PlainTextResponse(answer)
 
     async def _kommo(self, request: Request) -> Response:
         scope_id = request.path_params["scope_id"]
@@ -114,29 +165,32 @@ class Webhooks:
             if not verify_hook_signature(channel.channel_secret, body, signature):
                 raise AuthError("X-Signature does not match the body")
             await self._credentials.check_scope(scope_id)
-            event = parse_chat_hook(body, scope_id)
-            if event is None:
-                return JSONResponse({"ok": True, "ignored": True})
+            # A message, a reaction or typing: one lane per conversation keeps them in the order sent.
+            event = parse_hook(body, scope_id)
             key = event.conversation_id or event.kommo_chat_id
-            msg_id = f"kommo-hook:{event.kommo_message_id}"
-            payload = event.SerializeToString()
-            await self._publish_or_spool(key, msg_id, payload)
+            await self._publish_or_spool(key, hook_msg_id(event), event)
         except BridgeError as exc:
             self._log_refusal("kommo hook refused", exc, scope_id=scope_id)
             return error_response(exc)
         return JSONResponse({"ok": True})
 
-    async def _publish_or_spool(self, key: str, msg_id: str, payload: bytes) -> None:
+    async def _publish_or_spool(self, key: str, msg_id: str, event: ProtoMessage) -> None:
+        payload, message_type = event.SerializeToString(), event.DESCRIPTOR.full_name
         async with self._spool.ordered(key):
             if self._nc.is_connected and not await self._spool.holds(key):
                 try:
                     await self._publisher.publish(
-                        Stream.OUTBOUND, key, payload, msg_id, ack_timeout=KOMMO_PUBLISH_TIMEOUT_S
+                        Stream.OUTBOUND,
+                        key,
+                        payload,
+                        msg_id,
+                        headers={TYPE_HEADER: message_type},
+                        ack_timeout=KOMMO_PUBLISH_TIMEOUT_S,
                     )
                     return
                 except RetryableError:
                     pass
-            await self._spool.put(Stream.OUTBOUND, key, msg_id, payload)
+            await self._spool.put(Stream.OUTBOUND, key, msg_id, payload, message_type)
 
     @staticmethod
     def _log_refusal(message: str, exc: BridgeError, **context: str) -> None:

@@ -15,12 +15,16 @@ from libs.db import create_engine
 from libs.errors import NotFoundError, RetryableError
 from libs.kommo.client import AmojoClient
 from libs.kommo.rest import KommoRestClient
+from libs.media import MediaLinks
+from libs.media.inbound import InboundMedia
 from libs.ratelimit import SharedRateLimiter
 from libs.rpc import call, open_channel
 from libs.runtime import mark_ready
 from services.kommo_sender.crm import AccountTokens, ChatSetup, ProfileUpdater, SourceSync
 from services.kommo_sender.deliveries import KommoDeliverer
 from services.kommo_sender.holding import AccountGate, ParkingLot
+from services.kommo_sender.languages import AccountLanguages
+from services.kommo_sender.live_chat import LiveChat
 from services.kommo_sender.statuses import StatusReporter
 
 log = logging.getLogger(__name__)
@@ -51,7 +55,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
     credentials = await fetch_channel_credentials(auth, stop)
     gate = AccountGate(auth)
-    lot = ParkingLot(engine, Publisher(js, settings.partitions), gate)
+    publisher = Publisher(js, settings.partitions)
+    lot = ParkingLot(engine, publisher, gate)
 
     async with httpx.AsyncClient(timeout=settings.http_timeout_s) as http:
         amojo = AmojoClient(settings.kommo_amojo_url, credentials.channel_id, credentials.channel_secret, http)
@@ -87,13 +92,30 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 
             await lot.through(delivery, command.scope_id, command.conversation_id, f"profile:{command.update_id}", work)
 
+        live = LiveChat(amojo, lot)
         commands = Dispatcher(
             {
-                events_pb2.DeliverToKommo: KommoDeliverer(engine, amojo, lot, chats).handle,
+                events_pb2.DeliverToKommo: KommoDeliverer(
+                    engine, amojo, lot, chats, InboundMedia(MediaLinks.from_settings(settings), settings), publisher
+                ).handle,
                 events_pb2.SyncSource: sync_source,
                 events_pb2.UpdateContactProfile: update_profile,
+                events_pb2.EditInKommo: live.edit,
+                events_pb2.ReactInKommo: live.react,
+                events_pb2.TypingInKommo: live.typing,
             },
             untyped=events_pb2.DeliverToKommo,
+        )
+
+        async def ignore(delivery: Delivery) -> None:
+            """Reports that are not for this service (the router learns Kommo's ids from these)."""
+
+        reports = Dispatcher(
+            {
+                events_pb2.DeliveryReport: StatusReporter(engine, amojo, AccountLanguages(auth)).handle,
+                events_pb2.KommoAccepted: ignore,
+            },
+            untyped=events_pb2.DeliveryReport,
         )
         consumers = [
             Consumer(
@@ -115,7 +137,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                 consumer="kommo_sender",
                 stream=Stream.REPORTS,
                 partitions=settings.partitions,
-                handler=StatusReporter(engine, amojo).handle,
+                handler=reports,
             ),
         ]
         for consumer in consumers:

@@ -7,12 +7,14 @@ import logging
 
 import httpx
 from kommo_bridge.auth.v1 import auth_pb2_grpc
+from kommo_bridge.events.v1 import events_pb2
 
-from libs.bus import Consumer, Publisher, Stream, connect, ensure_streams
+from libs.bus import Consumer, Dispatcher, Publisher, Stream, connect, ensure_streams
 from libs.config import Settings
 from libs.db import create_engine
 from libs.rpc import open_channel
 from libs.runtime import mark_ready
+from services.messenger_sender.live_chat import MessengerLive
 from services.messenger_sender.outcomes import OutcomeStore
 from services.messenger_sender.sender import MessengerSender
 
@@ -34,12 +36,22 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             Publisher(js, settings.partitions),
             http,
         )
+        live = MessengerLive(settings, sender.tokens, http)
+        commands = Dispatcher(
+            {
+                events_pb2.DeliverToMessenger: sender.handle,
+                events_pb2.EditInMessenger: live.edit,
+                events_pb2.ReactInMessenger: live.react,
+                events_pb2.TypingInMessenger: live.typing,
+            },
+            untyped=events_pb2.DeliverToMessenger,
+        )
         consumer = Consumer(
             js,
             consumer="messenger_sender",
             stream=Stream.MESSENGER_COMMANDS,
             partitions=settings.partitions,
-            handler=sender.handle,
+            handler=commands,
         )
         await consumer.start()
         mark_ready()

@@ -7,7 +7,8 @@ the client got the message cannot be known, and sending again could show it twic
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
@@ -26,6 +27,8 @@ class Outcome:
     platform_message_id: str = ""
     error_code: int = 0
     error_text: str = ""
+    reason: str = ""  # a key of libs.status_texts, with its arguments
+    reason_args: Mapping[str, str] = field(default_factory=dict)
 
 
 class OutcomeStore:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 
 import httpx
 from kommo_bridge.auth.v1 import auth_pb2, auth_pb2_grpc
 from kommo_bridge.events.v1 import events_pb2
 
+from libs import status_texts
 from libs.bus import Delivery, Publisher, Stream
 from libs.bus.consumer import DEFAULT_MAX_DELIVER
 from libs.config import Settings
@@ -30,14 +32,7 @@ from services.messenger_sender.outcomes import SENDING, Outcome, OutcomeStore
 
 log = logging.getLogger(__name__)
 
-KOMMO_USER_GONE = 901
-KOMMO_INTERNAL_ERROR = 903
-KOMMO_OTHER_ERROR = 905
 TOKEN_CACHE_TTL_S = 60.0
-INTERRUPTED_SEND = (
-    "The bridge restarted while sending this message and cannot confirm the client received it. "
-    "Send it again if they did not."
-)
 
 
 class MessengerSender:
@@ -56,6 +51,11 @@ class MessengerSender:
         self._auth = auth
         self._tokens: TtlCache[str, str] = TtlCache(TOKEN_CACHE_TTL_S, self._load_token)
 
+    @property
+    def tokens(self) -> TtlCache[str, str]:
+        """The messenger tokens of connections, briefly cached (shared with the live-chat handlers)."""
+        return self._tokens
+
     async def _load_token(self, connection_id: str) -> str:
         response = await call(
             self._auth.GetSecret, auth_pb2.GetSecretRequest(owner=connection_id, kind=MESSENGER_TOKEN)
@@ -67,7 +67,7 @@ class MessengerSender:
         previous = await self._outcomes.claim(command.kommo_message_id, command.connection_id)
         if previous is not None and previous.outcome == SENDING:
             base = Outcome(command.kommo_message_id, command.connection_id, "failed")
-            interrupted = _failed(base, KOMMO_INTERNAL_ERROR, INTERRUPTED_SEND)
+            interrupted = _failed(base, status_texts.INTERRUPTED_SEND)
             await persist_after_effect(lambda: self._outcomes.save(interrupted))
             count_message(command.platform, "outbound", "failed")
             await self._report(command, interrupted)
@@ -93,18 +93,30 @@ class MessengerSender:
         base = Outcome(command.kommo_message_id, command.connection_id, "sent")
         try:
             platform_id = await adapter.send(
-                self._http, adapter.api_base_url(self._settings), token, command.chat_id, command.content
+                self._http,
+                adapter.api_base_url(self._settings),
+                token,
+                command.chat_id,
+                command.content,
+                reply_to=command.reply_to_platform_message_id,
+                limits=adapter.media_limits(self._settings),
             )
         except RecipientUnavailableError as exc:
-            return _failed(base, KOMMO_USER_GONE, f"The client cannot receive messages: {exc}")
+            return _failed(base, exc.reason or status_texts.CONVERSATION_CLOSED, exc.reason_args)
         except CredentialRejectedError:
             self._tokens.invalidate(command.connection_id)
             raise
         except PermanentError as exc:
-            return _failed(base, KOMMO_OTHER_ERROR, f"{adapter.name} refused the message: {exc}")
+            if exc.reason:
+                return _failed(base, exc.reason, exc.reason_args)
+            return _failed(base, status_texts.PLATFORM_REFUSED, {"platform": adapter.name, "detail": str(exc)})
         except RetryableError as exc:
             if attempt >= DEFAULT_MAX_DELIVER:
-                return _failed(base, KOMMO_INTERNAL_ERROR, f"{adapter.name} did not accept the message: {exc}")
+                log.warning(
+                    "messenger kept refusing, given up",
+                    extra={"kommo_message_id": command.kommo_message_id, "error": str(exc)},
+                )
+                return _failed(base, status_texts.PLATFORM_UNAVAILABLE, {"platform": adapter.name})
             raise
         log.info(
             "sent to messenger",
@@ -121,14 +133,34 @@ class MessengerSender:
             state=state,
             error_code=outcome.error_code,
             error_text=outcome.error_text,
+            reason=outcome.reason,
+            reason_args=outcome.reason_args,
             platform_message_id=outcome.platform_message_id,
             occurred_at_ms=int(time.time() * 1000),
+            # The router maps the platform's id of the message to Kommo's with it.
+            conversation_id=command.conversation_id,
         )
         await self._publisher.publish(
             Stream.REPORTS, command.kommo_message_id, report, f"report:{command.kommo_message_id}:{state}"
         )
 
 
-def _failed(base: Outcome, code: int, text: str) -> Outcome:
-    log.warning("messenger refused message", extra={"kommo_message_id": base.kommo_message_id, "error_code": code})
-    return Outcome(base.kommo_message_id, base.connection_id, "failed", error_code=code, error_text=text[:500])
+def _failed(base: Outcome, reason: str, reason_args: Mapping[str, str] | None = None) -> Outcome:
+    """A failure as the manager will read it: `reason` is a key of libs.status_texts (its Kommo code comes
+    with it; the English text is kept as the fallback)."""
+    args = dict(reason_args or {})
+    code = status_texts.code_of(reason)
+    log.warning(
+        "messenger refused message",
+        extra={"kommo_message_id": base.kommo_message_id, "error_code": code, "reason": reason},
+    )
+    text = status_texts.render(reason, args, status_texts.DEFAULT_LANGUAGE)
+    return Outcome(
+        base.kommo_message_id,
+        base.connection_id,
+        "failed",
+        error_code=code,
+        error_text=text,
+        reason=reason,
+        reason_args=args,
+    )

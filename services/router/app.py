@@ -1,4 +1,5 @@
-"""The router process: two consumers (inbound, outbound) and the RouterService."""
+"""The router process: three consumers (inbound, outbound, the reports that map messages) and the
+RouterService."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import logging
 
 import httpx
 from kommo_bridge.auth.v1 import auth_pb2_grpc
+from kommo_bridge.events.v1 import events_pb2
 from kommo_bridge.router.v1 import router_pb2, router_pb2_grpc
 
-from libs.bus import Consumer, Publisher, Stream, connect, ensure_streams
+from libs.bus import Consumer, Dispatcher, Publisher, Stream, connect, ensure_streams
 from libs.config import Settings
 from libs.db import create_engine
 from libs.rpc import GrpcServer, open_channel
@@ -18,8 +20,11 @@ from services.router.channels import ChannelConnector
 from services.router.connections import ConnectionStore
 from services.router.context import RoutingContext
 from services.router.conversations import ConversationStore
+from services.router.health import HealthChecks
 from services.router.inbound import InboundRouter
+from services.router.message_map import MapLearner, MessageMap
 from services.router.outbound import OutboundRouter
+from services.router.pausing import ChannelLot
 from services.router.servicer import RouterServicer
 
 log = logging.getLogger(__name__)
@@ -39,31 +44,55 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     connection_store = ConnectionStore(engine)
     connections = TtlCache(CONNECTION_CACHE_TTL_S, connection_store.get)
     conversations = ConversationStore(engine)
-    context = RoutingContext(connections, conversations, publisher, settings.kommo_bot_ids)
+    pauses = ChannelLot(engine, publisher, connection_store)
+    message_map = MessageMap(engine)
+    context = RoutingContext(connections, conversations, publisher, pauses, message_map, settings.kommo_bot_ids)
     inbound = InboundRouter(context)
     outbound = OutboundRouter(context)
+    manager_actions = outbound.manager_actions
+    outbound_events = Dispatcher(
+        {
+            events_pb2.KommoOutboundMessage: outbound.handle,
+            events_pb2.KommoReaction: manager_actions.reaction,
+            events_pb2.KommoTyping: manager_actions.typing,
+        },
+        untyped=events_pb2.KommoOutboundMessage,  # hooks published before they carried their type
+    )
+    learner = MapLearner(message_map)
+    # Its own durable consumer of the reports (kommo_sender has another): the ids both senders learn.
+    reports = Dispatcher(
+        {events_pb2.DeliveryReport: learner.delivery_report, events_pb2.KommoAccepted: learner.kommo_accepted},
+        untyped=events_pb2.DeliveryReport,
+    )
     consumers = [
         Consumer(js, consumer="router", stream=Stream.INBOUND, partitions=settings.partitions, handler=inbound.handle),
         Consumer(
-            js, consumer="router", stream=Stream.OUTBOUND, partitions=settings.partitions, handler=outbound.handle
+            js, consumer="router", stream=Stream.OUTBOUND, partitions=settings.partitions, handler=outbound_events
         ),
+        Consumer(js, consumer="router", stream=Stream.REPORTS, partitions=settings.partitions, handler=reports),
     ]
 
     auth_channel = open_channel(settings.auth_grpc_addr, token)
     async with httpx.AsyncClient(timeout=settings.http_timeout_s) as http:
-        connector = ChannelConnector(settings, connection_store, auth_pb2_grpc.AuthServiceStub(auth_channel), http)
+        auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
+        connector = ChannelConnector(settings, connection_store, auth, http)
+        health = HealthChecks(settings, auth, http)
         server = GrpcServer(token, [router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name])
         router_pb2_grpc.add_RouterServiceServicer_to_server(
-            RouterServicer(connection_store, connector, publisher, settings.public_url, connections.invalidate),
+            RouterServicer(
+                connection_store, connector, publisher, settings.public_url, pauses, health, connections.invalidate
+            ),
             server.server,
         )
         port = await server.start(settings.router_grpc_addr)
         for consumer in consumers:
             await consumer.start()
+        pauses.start()
         mark_ready()
         log.info("ready", extra={"port": port, "partitions": settings.partitions})
         await stop.wait()
         await server.stop()
+        await pauses.stop()
         for consumer in consumers:
             await consumer.stop()
     await auth_channel.close(None)

@@ -12,7 +12,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.db.schema import connections, conversations, messages
-from libs.errors import NotFoundError
+from libs.errors import ConflictError, NotFoundError
+
+ACTIVE, PAUSED, DISCONNECTED = "active", "paused", "disconnected"
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class ConnectionRecord:
     contact_rule: str
     update_profiles: bool
     robot_label: str
+    paused_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class ConnectionStore:
                     "display_name": display_name,
                     "source_external_id": source_external_id,
                     "state": "active",
+                    "paused_at": None,
                 },
             )
             .returning(*_COLUMNS)
@@ -95,7 +99,7 @@ class ConnectionStore:
         async with self._engine.connect() as conn:
             row = (await conn.execute(select(*_COLUMNS).where(connections.c.id == connection_id))).first()
         if row is None:
-            raise NotFoundError(f"no connection {connection_id}")
+            raise NotFoundError(f"no connection {connection_id}", code="channel_not_found")
         return _record(row)
 
     async def list(self, account_id: str = "") -> list[ConnectionRecord]:
@@ -113,6 +117,32 @@ class ConnectionStore:
         if not result.rowcount:
             raise NotFoundError(f"no connection {connection_id}")
         return await self.get(connection_id)
+
+    async def state(self, connection_id: str) -> str:
+        """The state as stored now (not cached): "" for a connection that does not exist."""
+        async with self._engine.connect() as conn:
+            found = (await conn.execute(select(connections.c.state).where(connections.c.id == connection_id))).scalar()
+        return str(found or "")
+
+    async def pause(self, connection_id: str) -> ConnectionRecord:
+        """active → paused (pausing a paused channel changes nothing); a removed channel cannot be."""
+        return await self._move(connection_id, ACTIVE, PAUSED, paused_at=func.now())
+
+    async def resume(self, connection_id: str) -> ConnectionRecord:
+        """paused → active (resuming an active channel changes nothing)."""
+        return await self._move(connection_id, PAUSED, ACTIVE, paused_at=None)
+
+    async def _move(self, connection_id: str, source: str, target: str, **values: Any) -> ConnectionRecord:
+        where = (connections.c.id == connection_id) & (connections.c.state == source)
+        async with self._engine.begin() as conn:
+            await conn.execute(update(connections).where(where).values(state=target, **values))
+        record = await self.get(connection_id)
+        if record.state != target:
+            raise ConflictError(
+                f"this channel was removed; add it again to {'pause' if target == PAUSED else 'resume'} it",
+                code="channel_removed",
+            )
+        return record
 
     async def update_settings(self, connection_id: str, changes: dict[str, Any]) -> ConnectionRecord:
         if changes:
@@ -143,4 +173,4 @@ class ConnectionStore:
         return ConnectionStats(int(count or 0), last, int(closed_count or 0), int(messages_today or 0))
 
 
-__all__ = ["ConnectionRecord", "ConnectionStats", "ConnectionStore", "messages"]
+__all__ = ["ACTIVE", "DISCONNECTED", "PAUSED", "ConnectionRecord", "ConnectionStats", "ConnectionStore", "messages"]

@@ -155,15 +155,31 @@ class ConversationStore:
             ).first()
         return str(row.id) if row is not None else None
 
-    async def record_outbound(self, *, conversation_id: str, kommo_message_id: str) -> tuple[ConversationRecord, bool]:
-        """Resolve a manager message's conversation and record the message, exactly once."""
+    async def find(self, conversation_id: str) -> ConversationRecord | None:
+        columns = [conversations.c[name] for name in ConversationRecord.__dataclass_fields__]
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(*columns).where(conversations.c.id == conversation_id))).first()
+        if row is None:
+            return None
+        return ConversationRecord(**{name: getattr(row, name) for name in ConversationRecord.__dataclass_fields__})
+
+    async def record_outbound(
+        self, *, conversation_id: str, kommo_message_id: str, content_digest: str = ""
+    ) -> tuple[ConversationRecord, bool]:
+        """Resolve a manager message's conversation and record the message, exactly once (with the
+        digest of its content, which tells a later hook for the same message that it was edited)."""
         columns = [conversations.c[name] for name in ConversationRecord.__dataclass_fields__]
         async with self._engine.begin() as conn:
             row = (await conn.execute(select(*columns).where(conversations.c.id == conversation_id))).first()
             if row is None:
                 raise NotFoundError(f"no conversation {conversation_id}")
             _, first = await _record_message(
-                conn, conversation_id, "out", f"kommo:{kommo_message_id}", kommo_message_id=kommo_message_id
+                conn,
+                conversation_id,
+                "out",
+                f"kommo:{kommo_message_id}",
+                kommo_message_id=kommo_message_id,
+                content_digest=content_digest,
             )
             await conn.execute(
                 conversations.update().where(conversations.c.id == conversation_id).values(last_message_at=func.now())

@@ -7,9 +7,10 @@ import logging
 from google.protobuf.json_format import MessageToDict, ParseDict
 from kommo_bridge.events.v1 import content_pb2, events_pb2
 
-from libs.bus import Delivery, Stream
+from libs.bus import KEY_HEADER, Delivery, Stream
 from libs.errors import PermanentError
-from services.router.connections import ConnectionRecord
+from services.router.client_actions import ClientActions
+from services.router.connections import DISCONNECTED, ConnectionRecord
 from services.router.context import RoutingContext
 from services.router.settings import contact_rule, source_spec
 
@@ -28,15 +29,35 @@ class InboundRouter:
         self._connections = context.connections
         self._conversations = context.conversations
         self._publisher = context.publisher
+        self._pauses = context.pauses
+        self._client_actions = ClientActions(context.publisher, context.message_map)
 
     async def handle(self, delivery: Delivery) -> None:
+        """Route the event, or hold it in the pause lot while its channel is paused (or others wait)."""
         event = delivery.decode(events_pb2.InboundMessage)
         connection = await self._connections.get(event.connection_id)
-        if connection.state != "active":
+        if event.WhichOneof("event") == "typing" and await self._pauses.must_wait(connection.id):
+            return  # typing is news only now: never held, never released late
+        key = delivery.headers.get(KEY_HEADER) or f"{connection.id}:{event.chat_id}"
+
+        async def work() -> None:
+            await self._route(event, connection, delivery.attempt)
+
+        await self._pauses.through(delivery, connection.id, key, event.event_id, work)
+
+    async def _route(self, event: events_pb2.InboundMessage, connection: ConnectionRecord, attempt: int = 1) -> None:
+        if connection.state == DISCONNECTED:
             raise PermanentError(f"connection {connection.id} is {connection.state}")
         kind = event.WhichOneof("event")
         if kind == "content":
-            await self._message(event, connection)
+            await self._message(event, connection, attempt)
+        elif kind == "edited":
+            await self._client_actions.edited(event, connection)
+        elif kind == "reaction":
+            client_id = client_id_for(connection.id, event.sender_id)
+            await self._client_actions.reacted(event, connection, client_id, attempt)
+        elif kind == "typing":
+            await self._client_actions.typing(event, connection, client_id_for(connection.id, event.sender_id))
         elif kind == "closed":
             reason = CLOSE_REASONS.get(event.closed.reason, "left")
             found = await self._conversations.close(connection_id=connection.id, chat_id=event.chat_id, reason=reason)
@@ -47,8 +68,10 @@ class InboundRouter:
         else:
             raise PermanentError("inbound event carries nothing the router knows")
 
-    async def _message(self, event: events_pb2.InboundMessage, connection: ConnectionRecord) -> None:
+    async def _message(self, event: events_pb2.InboundMessage, connection: ConnectionRecord, attempt: int) -> None:
         client_id = client_id_for(connection.id, event.sender_id)
+        # Before anything is recorded: waiting for a quoted message to be mapped retries all of this.
+        reply_to, content = await self._client_actions.quote(event, connection, attempt)
         recorded = await self._conversations.record_inbound(
             connection_id=connection.id,
             chat_id=event.chat_id,
@@ -66,10 +89,13 @@ class InboundRouter:
             sender_id=client_id,
             sender=profile,
             sent_at_ms=event.sent_at_ms,
-            content=event.content,
+            content=content,
             platform=event.platform,
             source=source_spec(connection),
             contact_rule=contact_rule(connection),
+            connection_id=connection.id,
+            reply_to=reply_to,
+            media_group_id=event.media_group_id,
         )
         # Published again on a redelivery: the Nats-Msg-Id and kommo_sender's own idempotency key
         # make that harmless, and it covers a crash between the commit above and this publish.

@@ -6,19 +6,21 @@ import logging
 
 from kommo_bridge.events.v1 import events_pb2
 
+from libs import status_texts
 from libs.bus import Delivery, Stream
 from libs.errors import NotFoundError
+from libs.kommo.hooks import content_digest
 from libs.messengers.registry import adapter_named
+from services.router.connections import DISCONNECTED
 from services.router.context import RoutingContext
+from services.router.manager_actions import ManagerActions
 from services.router.reports import report_failure
 from services.router.settings import labelled
 
 log = logging.getLogger(__name__)
 
-KOMMO_CONVERSATION_CLOSED = 901
-KOMMO_INTEGRATION_DISABLED = 902
-KOMMO_INTERNAL_ERROR = 903
-KOMMO_CANNOT_CREATE_CONVERSATION = 904
+# Why a conversation was closed (conversations.closed_reason) -> what the manager reads.
+CLOSED_REASONS = {"blocked": status_texts.CLIENT_BLOCKED, "left": status_texts.CLIENT_LEFT}
 
 
 class OutboundRouter:
@@ -27,6 +29,12 @@ class OutboundRouter:
         self._conversations = context.conversations
         self._publisher = context.publisher
         self._robot_ids = context.robot_ids
+        self._pauses = context.pauses
+        self._manager_actions = ManagerActions(context)
+
+    @property
+    def manager_actions(self) -> ManagerActions:
+        return self._manager_actions
 
     async def handle(self, delivery: Delivery) -> None:
         event = delivery.decode(events_pb2.KommoOutboundMessage)
@@ -35,43 +43,47 @@ class OutboundRouter:
                 self._publisher,
                 event.scope_id,
                 event.kommo_message_id,
-                KOMMO_CANNOT_CREATE_CONVERSATION,
-                "This channel cannot start a conversation: the client has to write first.",
+                status_texts.WRITE_FIRST_UNSUPPORTED,
             )
             return
+        digest = content_digest(event.content)
         try:
             conversation, first = await self._conversations.record_outbound(
-                conversation_id=event.conversation_id, kommo_message_id=event.kommo_message_id
+                conversation_id=event.conversation_id, kommo_message_id=event.kommo_message_id, content_digest=digest
             )
         except NotFoundError:
             await report_failure(
                 self._publisher,
                 event.scope_id,
                 event.kommo_message_id,
-                KOMMO_INTERNAL_ERROR,
-                "The bridge does not know this conversation; it may belong to a removed channel.",
+                status_texts.UNKNOWN_CONVERSATION,
             )
             return
         connection = await self._connections.get(conversation.connection_id)
-        if connection.state != "active":
+        if not first and await self._manager_actions.changed(event, conversation, connection, digest, delivery.attempt):
+            return  # the hook of a message already carried, with other content: an edit of it
+        if connection.state != DISCONNECTED and await self._pauses.paused(connection.id):
             await report_failure(
                 self._publisher,
                 event.scope_id,
                 event.kommo_message_id,
-                KOMMO_INTEGRATION_DISABLED,
-                f"The {connection.display_name or connection.platform} channel is disconnected.",
+                status_texts.CHANNEL_PAUSED,
+                {"channel": connection.display_name or connection.platform},
+            )
+            return
+        if connection.state == DISCONNECTED:
+            await report_failure(
+                self._publisher,
+                event.scope_id,
+                event.kommo_message_id,
+                status_texts.CHANNEL_DISCONNECTED,
+                {"channel": connection.display_name or connection.platform},
             )
             return
         if conversation.state == "closed":
             # The platforms forbid writing to a client who blocked the bot or left; never try.
-            why = "blocked the bot" if conversation.closed_reason == "blocked" else "left the chat"
-            await report_failure(
-                self._publisher,
-                event.scope_id,
-                event.kommo_message_id,
-                KOMMO_CONVERSATION_CLOSED,
-                f"Not sent: the client {why}. Replies go through again once the client writes.",
-            )
+            reason = CLOSED_REASONS.get(conversation.closed_reason, status_texts.CONVERSATION_CLOSED)
+            await report_failure(self._publisher, event.scope_id, event.kommo_message_id, reason)
             return
         from_robot = bool(event.sender_kommo_id) and event.sender_kommo_id in self._robot_ids
         command = events_pb2.DeliverToMessenger(
@@ -83,6 +95,8 @@ class OutboundRouter:
             conversation_id=conversation.id,
             content=labelled(event.content, connection.robot_label) if from_robot else event.content,
             from_robot=from_robot,
+            reply_to_platform_message_id=await self._manager_actions.reply_target(conversation.id, event),
+            media_group_id=event.media_group_id,
         )
         await self._publisher.publish(
             Stream.MESSENGER_COMMANDS, conversation.id, command, f"messenger:{event.kommo_message_id}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -11,10 +12,13 @@ from kommo_bridge.events.v1 import events_pb2
 from kommo_bridge.router.v1 import router_pb2, router_pb2_grpc
 
 from libs.bus import Publisher, Stream
+from libs.errors import ConflictError
 from libs.messengers.registry import adapter_named
 from libs.rpc import rpc_errors
 from services.router.channels import ChannelConnector, webhook_url
-from services.router.connections import ConnectionRecord, ConnectionStore
+from services.router.connections import DISCONNECTED, ConnectionRecord, ConnectionStore
+from services.router.health import HealthChecks
+from services.router.pausing import ChannelLot
 from services.router.settings import settings_changes, settings_pb, source_spec
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -22,7 +26,12 @@ Context = grpc.aio.ServicerContext[Any, Any]
 _STATES = {
     "active": router_pb2.CONNECTION_STATE_ACTIVE,
     "disconnected": router_pb2.CONNECTION_STATE_DISCONNECTED,
+    "paused": router_pb2.CONNECTION_STATE_PAUSED,
 }
+
+
+def _ms(moment: datetime | None) -> int:
+    return int(moment.timestamp() * 1000) if moment else 0
 
 
 class RouterServicer(router_pb2_grpc.RouterServiceServicer):
@@ -32,8 +41,12 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         connector: ChannelConnector,
         publisher: Publisher,
         public_url: str,
+        lot: ChannelLot,
+        health: HealthChecks,
         on_change: Callable[[str], None] = lambda connection_id: None,
     ) -> None:
+        self._lot = lot
+        self._health = health
         self._on_change = on_change
         self._store = store
         self._connector = connector
@@ -49,8 +62,10 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         msg_id = f"source:{record.id}:{uuid.uuid4()}"
         await self._publisher.publish(Stream.CRM_COMMANDS, record.id, command, msg_id)
 
-    async def _to_pb(self, record: ConnectionRecord) -> router_pb2.Connection:
+    async def _to_pb(self, record: ConnectionRecord, held: int | None = None) -> router_pb2.Connection:
         stats = await self._store.stats(record.id)
+        if held is None:
+            held = (await self._lot.waiting([record.id])).get(record.id, 0)
         adapter = adapter_named(record.platform)
         return router_pb2.Connection(
             connection_id=record.id,
@@ -68,7 +83,15 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             settings=settings_pb(record),
             closed_conversations=stats.closed_conversations,
             messages_today=stats.messages_today,
+            held_messages=held,
+            paused_at_ms=_ms(record.paused_at),
         )
+
+    async def _connected(self, connection_id: str) -> ConnectionRecord:
+        record = await self._store.get(connection_id)
+        if record.state == DISCONNECTED:
+            raise ConflictError("this channel was removed; add it again with its token", code="channel_removed")
+        return record
 
     @rpc_errors
     async def ConnectChannel(
@@ -108,4 +131,45 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         self, request: router_pb2.ListConnectionsRequest, context: Context
     ) -> router_pb2.ListConnectionsResponse:
         records = await self._store.list(request.account_id)
-        return router_pb2.ListConnectionsResponse(connections=[await self._to_pb(record) for record in records])
+        held = await self._lot.waiting(record.id for record in records)
+        return router_pb2.ListConnectionsResponse(
+            connections=[await self._to_pb(record, held.get(record.id, 0)) for record in records]
+        )
+
+    @rpc_errors
+    async def PauseChannel(self, request: router_pb2.PauseChannelRequest, context: Context) -> router_pb2.Connection:
+        record = await self._store.pause(request.connection_id)
+        self._on_change(record.id)
+        return await self._to_pb(record)
+
+    @rpc_errors
+    async def ResumeChannel(self, request: router_pb2.ResumeChannelRequest, context: Context) -> router_pb2.Connection:
+        record = await self._store.resume(request.connection_id)
+        self._on_change(record.id)
+        self._lot.wake()  # the held messages go now, not at the releaser's next round
+        return await self._to_pb(record)
+
+    @rpc_errors
+    async def ListChannelHealth(
+        self, request: router_pb2.ListChannelHealthRequest, context: Context
+    ) -> router_pb2.ListChannelHealthResponse:
+        records = [r for r in await self._store.list(request.account_id) if r.state != DISCONNECTED]
+        return router_pb2.ListChannelHealthResponse(channels=await self._health.of(records, fresh=request.fresh))
+
+    @rpc_errors
+    async def ReplaceChannelToken(
+        self, request: router_pb2.ReplaceChannelTokenRequest, context: Context
+    ) -> router_pb2.Connection:
+        record = await self._connector.replace_token(await self._connected(request.connection_id), request.token)
+        self._health.forget(record.id)
+        self._on_change(record.id)
+        return await self._to_pb(record)
+
+    @rpc_errors
+    async def RegisterWebhook(
+        self, request: router_pb2.RegisterWebhookRequest, context: Context
+    ) -> router_pb2.Connection:
+        record = await self._connected(request.connection_id)
+        await self._connector.register_again(record)
+        self._health.forget(record.id)
+        return await self._to_pb(record)

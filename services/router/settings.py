@@ -50,23 +50,29 @@ def settings_changes(settings: router_pb2.ChannelSettings) -> dict[str, Any]:
     if settings.HasField("source_name"):
         name = settings.source_name.strip()
         if len(name) > MAX_SOURCE_NAME:
-            raise BadRequestError(f"source_name must be at most {MAX_SOURCE_NAME} characters")
+            raise BadRequestError(
+                f"source_name must be at most {MAX_SOURCE_NAME} characters", code="invalid_source_name"
+            )
         changes["source_name"] = name
     if settings.HasField("pipeline_id"):
         if settings.pipeline_id < 0:
-            raise BadRequestError("pipeline_id must be a Kommo pipeline id (or 0 for the main pipeline)")
+            raise BadRequestError(
+                "pipeline_id must be a Kommo pipeline id (or 0 for the main pipeline)", code="invalid_pipeline"
+            )
         changes["pipeline_id"] = settings.pipeline_id
     if settings.HasField("contact_rule"):
         names = {value: name for name, value in CONTACT_RULES.items()}
         if settings.contact_rule not in names:
-            raise BadRequestError(f"contact_rule must be one of {sorted(CONTACT_RULES)}")
+            raise BadRequestError(f"contact_rule must be one of {sorted(CONTACT_RULES)}", code="invalid_contact_rule")
         changes["contact_rule"] = names[settings.contact_rule]
     if settings.HasField("update_profiles"):
         changes["update_profiles"] = settings.update_profiles
     if settings.HasField("robot_label"):
         label = settings.robot_label.strip()
         if len(label) > MAX_ROBOT_LABEL or not label.isprintable():
-            raise BadRequestError(f"robot_label must be at most {MAX_ROBOT_LABEL} printable characters")
+            raise BadRequestError(
+                f"robot_label must be at most {MAX_ROBOT_LABEL} printable characters", code="invalid_robot_label"
+            )
         changes["robot_label"] = label
     return changes
 

@@ -26,7 +26,9 @@ BRIDGE_METRICS = {
     "bridge_token_refresh_failures_total": set(),
     "bridge_platform_rate_limited_total": {"service", "platform"},
     "bridge_webhooks_total": {"platform", "status"},
+    "bridge_media_downloads_total": {"platform", "status"},
     "bridge_spool_depth": set(),
+    "bridge_status_late_failures_total": {"service"},
 }
 # Added by Prometheus / the ServiceMonitor to every series.
 TARGET_LABELS = {"namespace", "pod", "job", "instance", "bridge_component"}

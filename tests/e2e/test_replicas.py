@@ -120,7 +120,7 @@ async def test_a_messenger_sender_killed_mid_send_never_shows_a_reply_twice(sand
     """A send cut off by a SIGKILL may or may not have reached Telegram, and Telegram cannot tell us.
     The bridge never sends it again (no reply shown twice) and tells the manager it is unconfirmed;
     everything else is delivered exactly once, in order."""
-    from services.messenger_sender.sender import INTERRUPTED_SEND
+    from libs.status_texts import INTERRUPTED_SEND, render
 
     await start_replicas(sandbox)
     clients = range(FIRST_USER, FIRST_USER + CLIENTS)
@@ -148,7 +148,7 @@ async def test_a_messenger_sender_killed_mid_send_never_shows_a_reply_twice(sand
         msgid
         for msgid in manager_ids
         if [(s["status"], s["error_code"]) for s in statuses[msgid]] == [(FAILED, 903)]
-        and statuses[msgid][0]["error"] == INTERRUPTED_SEND
+        and statuses[msgid][0]["error"] == render(INTERRUPTED_SEND, {}, "en")
     }
     delivered = {msgid for msgid in manager_ids if statuses[msgid][-1]["status"] in (DELIVERED, READ)}
     assert delivered | unconfirmed == manager_ids, "a reply neither delivered nor reported unconfirmed"

@@ -1,8 +1,9 @@
 """The settings window in a real browser: Debian's headless Chromium drives the real gateway, whose
 services talk to the Kommo and Telegram emulators. An admin opens the window with Kommo's one-time
 token, adds a Telegram bot (a wrong token first: the precise error is shown), tunes how its chats land
-in the CRM and sees it on the next message, removes a channel; without a valid token the window opens
-nothing. The first render is measured (not asserted: docs/benchmarks.md records it).
+in the CRM and sees it on the next message, removes a channel; sees what Telegram says about each bot,
+mends a revoked token, pauses and resumes a channel; reads errors in Spanish; without a valid token the
+window opens nothing. The first render is measured (not asserted: docs/benchmarks.md records it).
 
 `BRIDGE_SCREENSHOTS=docs/screenshots` makes the tests save every page and state at desktop (1280 px)
 and narrow (375 px) widths; run with `-s` to see the first-render figures."""
@@ -24,7 +25,7 @@ import jwt
 import pytest
 from kommo_bridge.router.v1 import router_pb2
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -36,6 +37,7 @@ from sqlalchemy import create_engine, text
 from tests.e2e.sandbox import Sandbox
 from tests.e2e.test_crm import pipelines, shared_contact, telegram_user
 from tests.e2e.test_settings_access import open_session, widget_token
+from tests.e2e.test_settings_api import settings_client
 from tests.support import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -73,6 +75,8 @@ class Window:
         self.driver.get("about:blank")  # a fresh page load, even when only the fragment differs
         self.driver.get(url)
         self.until(lambda: self.js("return document.documentElement.dataset.state") == state, f"the page {state}")
+        if state == "ready":  # what Telegram says about each bot fills in just after the first view
+            self.until(lambda: self.js("return performance.getEntriesByName('bridge:health').length"), "the health")
 
     def find(self, css: str, within: WebElement | None = None) -> WebElement:
         return (within or self.driver).find_element(By.CSS_SELECTOR, css)
@@ -81,8 +85,13 @@ class Window:
         return (within or self.driver).find_elements(By.CSS_SELECTOR, css)
 
     def text(self, css: str = "body") -> str:
-        found = self.find_all(css)
-        return found[0].text if found else ""
+        for _ in range(3):  # a part of the view may be rebuilt between finding it and reading it
+            found = self.find_all(css)
+            try:
+                return found[0].text if found else ""
+            except StaleElementReferenceException:
+                continue
+        raise AssertionError(f"{css} kept being rebuilt")
 
     def card(self, name_part: str) -> WebElement:
         for card in self.find_all(".channel"):
@@ -91,21 +100,33 @@ class Window:
         raise AssertionError(f"no channel card named like {name_part!r}: {self.text('main')}")
 
     def first_render(self) -> dict[str, float]:
-        """Milliseconds from navigation start: the skeleton's first paint, and the filled-in view."""
+        """Milliseconds from navigation start: the skeleton's first paint, the filled-in view (and the API
+        calls it waited for), and the platforms' health filled in after it."""
         self.until(lambda: self.js("return performance.getEntriesByName('bridge:first-view').length"), "the mark")
+        self.until(lambda: self.js("return performance.getEntriesByName('bridge:health').length"), "the health")
         timings: dict[str, float] = self.js(
             """
             const paint = performance.getEntriesByName("first-contentful-paint")[0];
             const view = performance.getEntriesByName("bridge:first-view")[0];
-            const api = performance.getEntriesByType("resource").filter((r) => r.name.includes("/settings/api/"));
+            const health = performance.getEntriesByName("bridge:health")[0];
+            const api = performance.getEntriesByType("resource")
+              .filter((r) => r.name.includes("/settings/api/") && !r.name.includes("/settings/api/health"));
             return {
               first_contentful_paint: paint ? paint.startTime : -1,
               first_view: view ? view.startTime : -1,
               api_calls: api.reduce((sum, r) => sum + r.duration, 0),
+              health_shown: health ? health.startTime : -1,
             };
             """
         )
         return timings
+
+    def button(self, label: str, within: WebElement | None = None) -> WebElement:
+        """The visible button (or link) whose text is `label`."""
+        for found in self.find_all("button, a.btn", within):
+            if found.is_displayed() and found.text.strip() == label:
+                return found
+        raise AssertionError(f"no button {label!r}: {(within.text if within else self.text('main'))[:2000]}")
 
     def shot(self, name: str, *, full_page: bool = True, toasts: bool = False) -> None:
         """docs/screenshots/<name>-desktop.png and -narrow.png, when BRIDGE_SCREENSHOTS asks for them."""
@@ -196,7 +217,7 @@ async def test_an_admin_adds_a_bot_and_tunes_how_its_chats_land(sandbox: Sandbox
             window.open(await window_url(sandbox))
             renders.append(window.first_render())
         print(f"  {'nothing cached' if cache_disabled else 'cached'}: {json.dumps(renders)}")
-        for key in ("first_contentful_paint", "first_view", "api_calls"):
+        for key in ("first_contentful_paint", "first_view", "api_calls", "health_shown"):
             values = [r[key] for r in renders]
             print(f"    {key}: median {statistics.median(values):.0f}, max {max(values):.0f}")
     assert "Your messenger bridge" in window.text("h1")
@@ -243,7 +264,8 @@ async def test_an_admin_adds_a_bot_and_tunes_how_its_chats_land(sandbox: Sandbox
     window.until(lambda: not window.find_all("dialog"), "the dialog closed after connecting")
     card = window.card("support_desk_bot")
     assert window.find(".badge", card).text == "Healthy"
-    assert "Registered" in window.find(".channel-facts", card).text
+    # Telegram's view of the new bot follows the view: its webhook is the bridge's.
+    window.until(lambda: "Registered" in window.find(".channel-facts", card).text, "the new bot's webhook shown")
     assert window.find(".disclosure", card).get_attribute("aria-expanded") == "true"
     assert bot["id"] and (await sandbox.http.get(f"{sandbox.stack.telegram_url}/_emulator/bots")).json()["bots"]
     window.shot("channel-added")
@@ -360,6 +382,87 @@ async def test_without_a_valid_kommo_token_the_window_opens_nothing(
     cta = window.find(".issue.is-error a.btn")
     assert cta.text.strip() == "Re-authorise" and urlsplit(cta.get_attribute("href") or "").scheme.startswith("http")
     window.shot("needs-reauth")
+
+
+async def test_an_admin_mends_a_revoked_token_and_pauses_a_channel(shared_sandbox: Sandbox, window: Window) -> None:
+    sandbox = shared_sandbox
+    # A second bot, whose owner then revokes its token in BotFather; Telegram failed to reach the first.
+    page = await settings_client(sandbox)
+    bot = await sandbox.new_bot("window_desk_bot")
+    added = await page.post("/settings/api/channels", json={"platform": "telegram", "token": bot["token"]})
+    assert added.status_code == 201, added.text
+    await page.aclose()
+    new_token = await sandbox.botfather_revokes(bot["id"])
+    await sandbox.telegram_webhook_failed(sandbox.channel.bot_id, "Wrong response from the webhook: 502 Bad Gateway")
+
+    # The status says what needs the admin, first thing, with the way to mend it.
+    window.open(await window_url(sandbox))
+    desk = window.card("window_desk_bot")
+    window.until(lambda: window.find(".badge", desk).text == "Token rejected", "the rejected token shown")
+    assert window.text("[data-testid=overall]") == "Action needed"
+    tiles = window.text(".tiles").lower()  # labels are shown in capitals
+    assert "errors waiting\n2\n2 things to fix below" in tiles, tiles
+    issues = window.text(".issues")
+    assert "Telegram refuses the bot token" in issues
+    assert "could not deliver to the bridge" in issues and "502 Bad Gateway" in issues
+    shop = window.card(sandbox.channel.bot_username)
+    assert window.find(".badge", shop).text == "Delivery errors"
+    window.shot("channel-health")
+
+    # Fix bot token: another bot's token is refused with the reason; the bot's new one mends it.
+    window.button("Fix bot token", window.find(".issues")).click()
+    dialog = window.until(lambda: window.find_all("dialog[open]"), "the token dialog")[0]
+    assert "New token for" in window.find(".modal-title", dialog).text
+    field = window.find("input[name=token]", dialog)
+    other = await sandbox.new_bot("someone_elses_bot")
+    field.send_keys(other["token"])
+    window.find("button[type=submit]", dialog).click()
+    error = window.until(lambda: window.find_all("dialog .form-error:not([hidden])"), "the other-bot error")[0]
+    assert "belongs to another bot" in error.text and "Window_Desk_Bot" in error.text, error.text
+    window.shot("fix-token-other-bot", full_page=False)
+    field.clear()
+    field.send_keys(new_token)
+    window.find("button[type=submit]", dialog).click()
+    window.until(lambda: not window.find_all("dialog"), "the token dialog closed")
+    window.until(lambda: window.find(".badge", window.card("window_desk_bot")).text == "Healthy", "the mended bot")
+    assert "Telegram refuses the bot token" not in window.text(".status")
+    written = await sandbox.client_writes_to(bot["id"], 6301, "window-after-fix")
+    assert written["status"] == 200, written
+
+    # Pause: an explanation first (the safe choice focused), then the channel holds its clients' messages.
+    shop = window.card(sandbox.channel.bot_username)
+    window.find(".pause-toggle", shop).click()
+    dialog = window.until(lambda: window.find_all("dialog[open]"), "the pause confirmation")[0]
+    assert window.js("return document.activeElement.textContent") == "Keep running"
+    assert "Nothing is lost" in dialog.get_attribute("textContent")
+    window.shot("pause-channel", full_page=False)
+    window.button("Pause channel", dialog).click()
+    window.until(lambda: not window.find_all("dialog"), "the pause confirmation closed")
+    window.until(lambda: window.find(".badge", window.card(sandbox.channel.bot_username)).text == "Paused", "paused")
+    assert (await sandbox.client_writes(6302, "window-held"))["status"] == 200
+    window.find(".topbar-slot button").click()
+    shop = window.card(sandbox.channel.bot_username)
+    window.until(lambda: "1 client message waits" in window.text(".channel-paused"), "the held message counted")
+    assert "is paused" in window.text(".issues")
+    window.shot("channel-paused")
+    window.find(".pause-toggle", shop).click()
+    window.until(lambda: window.find(".pause-toggle", shop).text == "Pause", "resumed")
+    await wait_for(lambda: _in_kommo(sandbox, "window-held"), timeout=30, what="the held message in Kommo")
+    assert window.find(".badge", shop).text != "Paused"
+
+    # In Spanish, errors too: the code's text, not the API's English sentence.
+    window.open(await window_url(sandbox, "es"))
+    window.find(".section-head .btn-primary").click()
+    field = window.until(lambda: window.find_all("dialog input[name=token]"), "the add dialog")[0]
+    field.send_keys("1234567890:" + "A" * 35)
+    window.find("dialog button[type=submit]").click()
+    error = window.until(lambda: window.find_all("dialog .form-error:not([hidden])"), "the token error")[0]
+    assert error.text.strip() == "Telegram no aceptó este token. Cópialo de nuevo, completo, desde BotFather."
+    window.shot("add-bot-wrong-token-es", full_page=False)
+
+
+async def _in_kommo(sandbox: Sandbox, text: str) -> bool:
+    return any(m["message"].get("text") == text for m in await sandbox.kommo_messages())
 
 
 async def _has_lead(sandbox: Sandbox, count: int = 1) -> bool:

@@ -13,8 +13,9 @@ from libs.bus import Delivery, Publisher, Stream, ensure_streams
 from libs.config import load_settings
 from libs.db import create_engine
 from libs.rpc import open_channel
+from libs.status_texts import INTERRUPTED_SEND, render
 from services.messenger_sender.outcomes import OutcomeStore
-from services.messenger_sender.sender import INTERRUPTED_SEND, MessengerSender
+from services.messenger_sender.sender import MessengerSender
 
 
 def no_platform_call(request: httpx.Request) -> httpx.Response:
@@ -52,8 +53,8 @@ async def test_a_send_cut_off_mid_call_is_reported_unconfirmed_and_never_repeate
     assert outcome is not None and (outcome.outcome, outcome.error_code) == ("failed", 903)
     reports = await js.pull_subscribe(f"{Stream.REPORTS.prefix}.>", stream=Stream.REPORTS.stream_name)
     received = [events_pb2.DeliveryReport.FromString(m.data) for m in await reports.fetch(10, timeout=2)]
-    assert {(r.kommo_message_id, r.state, r.error_code, r.error_text) for r in received} == {
-        ("kommo-1", events_pb2.DELIVERY_STATE_FAILED, 903, INTERRUPTED_SEND)
+    assert {(r.kommo_message_id, r.state, r.error_code, r.reason, r.error_text) for r in received} == {
+        ("kommo-1", events_pb2.DELIVERY_STATE_FAILED, 903, INTERRUPTED_SEND, render(INTERRUPTED_SEND, {}, "en"))
     }
 
     # A send the platform refused for now is released, so its retry may send it.

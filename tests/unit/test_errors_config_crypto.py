@@ -12,6 +12,7 @@ from libs.errors import (
     Action,
     AuthError,
     BadRequestError,
+    ConflictError,
     CredentialRejectedError,
     MissingCredentialError,
     NotFoundError,
@@ -20,8 +21,10 @@ from libs.errors import (
     RecipientUnavailableError,
     RetryableError,
     disposition,
+    error_code,
     http_status,
 )
+from libs.rpc.status import code_for, code_in, error_for, trailing_code
 
 
 @pytest.mark.parametrize(
@@ -54,12 +57,28 @@ def test_retry_after_from_the_platform_wins_over_backoff() -> None:
         (MissingCredentialError("x"), 401),
         (AuthError("x"), 403),
         (NotFoundError("x"), 404),
+        (ConflictError("x"), 409),
         (PermanentError("x"), 422),
         (RetryableError("x"), 503),
     ],
 )
 def test_http_status(error: BaseException, status: int) -> None:
     assert http_status(error) == status
+
+
+def test_an_errors_stable_code_is_its_own_else_its_kinds_and_survives_grpc() -> None:
+    assert error_code(BadRequestError("x", code="invalid_pipeline")) == "invalid_pipeline"
+    assert error_code(RetryableError("x", retry_after=3, code="telegram_unreachable")) == "telegram_unreachable"
+    assert [error_code(e) for e in (BadRequestError("x"), ConflictError("x"), AuthError("x"), ValueError())] == [
+        "bad_request",
+        "conflict",
+        "access_denied",
+        "unavailable",
+    ]
+    for error in (NotFoundError("gone", code="channel_not_found"), ConflictError("no", code="channel_removed")):
+        carried = error_for(code_for(error), str(error), code_in(trailing_code(error)))
+        assert type(carried) is type(error) and (str(carried), carried.code) == (str(error), error.code)
+    assert trailing_code(PermanentError("no code")) == () and code_in(None) == ""
 
 
 def test_bad_variable_is_named_in_the_error(monkeypatch: pytest.MonkeyPatch) -> None:

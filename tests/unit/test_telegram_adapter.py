@@ -12,6 +12,7 @@ import httpx
 import pytest
 from kommo_bridge.events.v1 import content_pb2, events_pb2
 
+from libs import status_texts
 from libs.emulation import Fault
 from libs.errors import (
     AuthError,
@@ -24,7 +25,7 @@ from libs.errors import (
     RecipientUnavailableError,
     RetryableError,
 )
-from libs.messengers.registry import ChannelIdentity
+from libs.messengers.registry import ChannelIdentity, WebhookHealth
 from libs.messengers.telegram.adapter import (
     ALLOWED_UPDATES,
     BotInfo,
@@ -264,7 +265,7 @@ def test_unknown_content_is_never_silent() -> None:
                 "message_id": 1,
                 "date": 1,
                 "edit_date": 2,
-                "chat": {"id": 1, "type": "private"},
+                "chat": {"id": -1, "title": "Group", "type": "group"},
                 "text": "x",
             },
         },
@@ -290,7 +291,7 @@ def test_unknown_content_is_never_silent() -> None:
             },
         },
     ],
-    ids=["edited_message", "group_my_chat_member", "callback_query", "group_message"],
+    ids=["group_edited_message", "group_my_chat_member", "callback_query", "group_message"],
 )
 def test_updates_the_bridge_does_not_carry_yet_are_ignored(update: dict[str, Any]) -> None:
     assert parse_update(json.dumps(update).encode(), "c") is None
@@ -478,6 +479,65 @@ async def test_send_to_a_user_who_blocked_the_bot_is_recipient_unavailable(
     assert "blocked" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("status", "description", "unreachable", "reason", "args"),
+    [
+        (403, "Forbidden: bot was blocked by the user", True, "client_blocked", {}),
+        (403, "Forbidden: user is deactivated", True, "client_deactivated", {}),
+        (403, "Forbidden: bot can't initiate conversation with a user", True, "client_never_started", {}),
+        (400, "Bad Request: chat not found", False, "chat_not_found", {}),
+        (400, "Bad Request: message is too long", False, "text_too_long", {"platform": "telegram", "limit": "4096"}),
+        (
+            400,
+            "Bad Request: can't parse entities: unsupported start tag",
+            False,
+            "platform_refused",
+            {"platform": "telegram", "detail": "can't parse entities: unsupported start tag"},
+        ),
+        (
+            403,
+            "Forbidden: bot is not a member of the channel chat",
+            False,
+            "platform_refused",
+            {"platform": "telegram", "detail": "bot is not a member of the channel chat"},
+        ),
+    ],
+)
+async def test_a_refused_send_names_the_reason_a_manager_reads(
+    client: TelegramBotClient,
+    emulator: TelegramEmulator,
+    bot: Bot,
+    status: int,
+    description: str,
+    unreachable: bool,
+    reason: str,
+    args: dict[str, str],
+) -> None:
+    chat_id = await _known_user(emulator.state, bot)
+    emulator.state.faults.add(Fault(path="sendMessage$", status=status, description=description))
+    with pytest.raises(PermanentError) as caught:
+        await client.send_text(str(chat_id), "hello")
+    assert isinstance(caught.value, RecipientUnavailableError) is unreachable
+    assert (caught.value.reason, caught.value.reason_args) == (reason, args)
+    assert description in str(caught.value)
+
+
+async def test_the_emulators_own_refusals_carry_their_reasons(
+    client: TelegramBotClient, emulator: TelegramEmulator, bot: Bot
+) -> None:
+    with pytest.raises(PermanentError) as unknown:
+        await client.send_text("424242", "anyone?")
+    assert unknown.value.reason == "chat_not_found"
+    chat_id = await _known_user(emulator.state, bot)
+    with pytest.raises(PermanentError) as long:
+        await client.send_text(str(chat_id), "x" * 4097)
+    assert long.value.reason == "text_too_long"
+    await emulator.state.block(bot.id, chat_id)
+    with pytest.raises(RecipientUnavailableError) as blocked:
+        await client.send_text(str(chat_id), "still there?")
+    assert blocked.value.reason == "client_blocked"
+
+
 async def test_flood_limit_is_rate_limited_with_retry_after(
     client: TelegramBotClient, emulator: TelegramEmulator, bot: Bot, http: httpx.AsyncClient
 ) -> None:
@@ -577,12 +637,15 @@ async def test_send_content_location_and_contact(
     assert [s.method for s in emulator.state.sent_messages(bot.id)] == ["sendLocation", "sendContact", "sendMessage"]
 
 
-async def test_send_content_refuses_media_for_now_and_empty_content(client: TelegramBotClient) -> None:
+async def test_send_content_refuses_files_without_a_url_and_empty_content(client: TelegramBotClient) -> None:
+    # Files from Kommo come as URLs (sending them: tests/unit/test_telegram_media_send.py); a Kommo
+    # sticker_id names no file at all.
     media = content_pb2.Content(media=content_pb2.Media(kind=content_pb2.MEDIA_KIND_PICTURE, file_ref="f"))
     sticker = content_pb2.Content(sticker=content_pb2.Sticker(file_ref="s"))
-    for content in (media, sticker):
-        with pytest.raises(PermanentError, match="not supported yet"):
+    for content, reason in ((media, status_texts.FILE_UNAVAILABLE), (sticker, status_texts.TYPE_UNSUPPORTED)):
+        with pytest.raises(PermanentError) as caught:
             await client.send_content("1", content)
+        assert caught.value.reason == reason
     with pytest.raises(BadRequestError):
         await client.send_content("1", content_pb2.Content())
 
@@ -618,3 +681,148 @@ async def test_registry_adapter_uses_the_client(http: httpx.AsyncClient, emulato
     adapter.verify_webhook({"X-Telegram-Bot-Api-Secret-Token": "Sec_ret"}, body, "Sec_ret")
     event = adapter.parse_webhook(body, "c9")
     assert event is not None and event.content.text.body == "hey"
+
+
+async def test_webhook_health_reports_what_get_webhook_info_says(
+    http: httpx.AsyncClient, emulator: TelegramEmulator, bot: Bot
+) -> None:
+    adapter = TelegramAdapter()
+    assert await adapter.webhook_health(http, BASE, bot.token) == WebhookHealth("", 0, 0, "")
+    await emulator.state.client_message(bot.id, USER, text="waiting for a webhook")
+    await adapter.register_webhook(http, BASE, bot.token, "https://bridge.example/webhooks/telegram/c9", "Sec_ret")
+    emulator.state.webhook_failed(bot, "Wrong response from the webhook: 503 Service Unavailable", at=1_700_000_000)
+    health = await adapter.webhook_health(http, BASE, bot.token)
+    assert health.url == "https://bridge.example/webhooks/telegram/c9"
+    assert health.pending_updates == 1
+    assert (health.last_error_at_ms, health.last_error_message) == (
+        1_700_000_000_000,
+        "Wrong response from the webhook: 503 Service Unavailable",
+    )
+    revoked = bot.token
+    emulator.state.revoke_token(bot)
+    with pytest.raises(CredentialRejectedError):
+        await adapter.webhook_health(http, BASE, revoked)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# parse_update: complete canonical content for every kind of file a client sends
+
+
+def test_a_photo_is_a_jpeg_picture() -> None:
+    photo = [{"file_id": "p", "file_unique_id": "u", "width": 800, "height": 600, "file_size": 51_234}]
+    event = parse_update(_update({"photo": photo}), "c")
+    assert event is not None
+    media = event.content.media
+    assert (media.kind, media.file_ref, media.mime_type, media.size, media.file_name, media.caption) == (
+        content_pb2.MEDIA_KIND_PICTURE,
+        "p",
+        "image/jpeg",
+        51_234,
+        "",
+        "",
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "kind", "mime_type"),
+    [
+        ("video", content_pb2.MEDIA_KIND_VIDEO, "video/mp4"),
+        ("animation", content_pb2.MEDIA_KIND_VIDEO, "video/mp4"),
+        ("video_note", content_pb2.MEDIA_KIND_VIDEO, "video/mp4"),
+        ("voice", content_pb2.MEDIA_KIND_VOICE, "audio/ogg"),
+        ("audio", content_pb2.MEDIA_KIND_AUDIO, "audio/mpeg"),
+        ("document", content_pb2.MEDIA_KIND_FILE, "application/octet-stream"),
+    ],
+)
+def test_files_without_a_mime_type_get_the_one_telegram_stores_them_as(
+    key: str, kind: content_pb2.MediaKind.ValueType, mime_type: str
+) -> None:
+    file = {"file_id": f"{key}-id", "file_unique_id": "x", "file_size": 4321, "duration": 3}
+    event = parse_update(_update({key: file}), "c")
+    assert event is not None
+    assert (event.content.media.kind, event.content.media.mime_type, event.content.media.size) == (
+        kind,
+        mime_type,
+        4321,
+    )
+
+
+def test_a_video_note_keeps_size_and_duration() -> None:
+    note = {"file_id": "vn", "file_unique_id": "x", "length": 240, "duration": 9, "file_size": 700_000}
+    event = parse_update(_update({"video_note": note}), "c")
+    assert event is not None
+    media = event.content.media
+    assert (media.kind, media.file_ref, media.duration_s, media.size, media.mime_type) == (
+        content_pb2.MEDIA_KIND_VIDEO,
+        "vn",
+        9,
+        700_000,
+        "video/mp4",
+    )
+
+
+def test_a_video_keeps_its_name_and_type() -> None:
+    video = {
+        "file_id": "v",
+        "file_unique_id": "x",
+        "width": 1280,
+        "height": 720,
+        "duration": 31,
+        "file_name": "tour.mov",
+        "mime_type": "video/quicktime",
+        "file_size": 9_000_000,
+    }
+    event = parse_update(_update({"video": video, "caption": "the flat"}), "c")
+    assert event is not None
+    media = event.content.media
+    assert (media.file_name, media.mime_type, media.size, media.duration_s, media.caption) == (
+        "tour.mov",
+        "video/quicktime",
+        9_000_000,
+        31,
+        "the flat",
+    )
+
+
+def test_an_audio_without_a_file_name_is_named_by_performer_and_title() -> None:
+    audio = {"file_id": "a", "file_unique_id": "x", "duration": 200, "performer": "Nina", "title": "Song"}
+    event = parse_update(_update({"audio": audio}), "c")
+    assert event is not None
+    assert (event.content.media.file_name, event.content.media.mime_type) == ("Nina - Song.mp3", "audio/mpeg")
+
+    named = {**audio, "file_name": "track01.m4a", "mime_type": "audio/mp4"}
+    event = parse_update(_update({"audio": named}), "c")
+    assert event is not None
+    assert (event.content.media.file_name, event.content.media.mime_type) == ("track01.m4a", "audio/mp4")
+
+
+@pytest.mark.parametrize(
+    ("flags", "mime_type"),
+    [
+        ({"is_animated": False, "is_video": False}, "image/webp"),
+        ({"is_animated": True, "is_video": False}, "application/x-tgsticker"),
+        ({"is_animated": False, "is_video": True}, "video/webm"),
+    ],
+)
+def test_a_sticker_carries_size_and_the_type_of_its_format(flags: dict[str, bool], mime_type: str) -> None:
+    sticker = {
+        "file_id": "stk",
+        "file_unique_id": "s",
+        "type": "regular",
+        "width": 512,
+        "height": 512,
+        "emoji": "🎉",
+        "file_size": 23_456,
+        **flags,
+    }
+    event = parse_update(_update({"sticker": sticker}), "c")
+    assert event is not None
+    assert event.content.sticker == content_pb2.Sticker(file_ref="stk", emoji="🎉", size=23_456, mime_type=mime_type)
+
+
+def test_a_text_with_links_is_kept_intact() -> None:
+    text = "Look: https://example.com/item?id=7 and t.me/shop"
+    entities = [{"type": "url", "offset": 6, "length": 29}, {"type": "url", "offset": 40, "length": 9}]
+    event = parse_update(_update({"text": text, "entities": entities, "link_preview_options": {}}), "c")
+    assert event is not None
+    assert event.content.text.body == text

@@ -510,3 +510,35 @@ async def test_unreachable_webhook_is_recorded_and_retried_after_it_is_fixed(
     await api(http, bot, "setWebhook", url=receiver.url)
     await wait_for(lambda: len(receiver.delivered()) == 1)
     assert receiver.delivered()[0]["message"]["text"] == "hello?"
+
+
+async def test_revoking_a_token_keeps_the_bot_and_refuses_the_old_token(http: httpx.AsyncClient, bot: Bot) -> None:
+    old = bot.token
+    revoked = await http.post(f"/_emulator/bots/{bot.id}/revoke")
+    assert revoked.status_code == 200
+    new = revoked.json()["token"]
+    assert new != old and new.startswith(f"{bot.id}:") and re.fullmatch(r"\d+:[A-Za-z0-9_-]{35}", new)
+    refused = await http.post(f"/bot{old}/getMe")
+    assert refused.status_code == 401 and refused.json() == {
+        "ok": False,
+        "error_code": 401,
+        "description": "Unauthorized",
+    }
+    assert (await http.post(f"/bot{new}/getMe")).json()["result"]["id"] == bot.id
+    assert (await http.post("/_emulator/bots/42/revoke")).status_code == 404
+
+
+async def test_an_injected_webhook_error_shows_in_get_webhook_info(http: httpx.AsyncClient, bot: Bot) -> None:
+    assert "last_error_date" not in (await api(http, bot, "getWebhookInfo")).json()["result"]
+    before = int(time.time())
+    injected = await http.post(
+        f"/_emulator/bots/{bot.id}/webhook_error", json={"message": "Wrong response from the webhook: 502 Bad Gateway"}
+    )
+    assert injected.status_code == 200
+    info = (await api(http, bot, "getWebhookInfo")).json()["result"]
+    assert info["last_error_message"] == "Wrong response from the webhook: 502 Bad Gateway"
+    assert info["last_error_date"] >= before
+    assert (await http.post(f"/_emulator/bots/{bot.id}/webhook_error", json={})).status_code == 400
+    # Registering the webhook again clears it, as Telegram does.
+    await api(http, bot, "setWebhook", url="https://bridge.test/webhooks/telegram/c1", secret_token="s")
+    assert "last_error_message" not in (await api(http, bot, "getWebhookInfo")).json()["result"]

@@ -276,11 +276,15 @@ def test_the_script_has_none_of_what_moderation_rejects(script: str) -> None:
     assert not re.search(r"\b(alert|confirm|prompt)\s*\(", code)
     assert not re.search(r"\bconsole\s*\.", code)
     assert not re.search(r"\bdebugger\b|\bsetInterval\s*\(|document\.write|createElement\(\s*['\"]script", code)
-    assert "APP." not in code  # reads nothing undocumented from Kommo's globals, changes none
+    # reads nothing undocumented from Kommo's globals (APP.lang_id is the user's language), changes none
+    assert set(re.findall(r"\bAPP\.\w+", code)) <= {"APP.lang_id"}
+    assert not re.search(r"\bAPP(\.\w+)*\s*=(?!=)", code)
     # one request, built from the bridge's address, asynchronous, with a timeout
     assert code.count("$authorizedAjax(") == 1
     assert re.search(r"\$authorizedAjax\(\{\s*url: bridge \+ SESSION_PATH,\s*type: 'POST',", code)
     assert re.search(r"timeout: REQUEST_TIMEOUT_MS", code)
+    # its body names the user's language and nothing else
+    assert re.search(r"contentType: 'application/json',\s*data: JSON\.stringify\(\{ lang: userLanguage\(\) \}\),", code)
     assert not re.search(r"\b(for|while)\s*\([^)]*\)\s*\{[^}]*\$authorizedAjax", code, flags=re.DOTALL)
 
 

@@ -26,7 +26,7 @@ from libs.kommo.emulator.errors import (
     KommoError,
     kommo_error_response,
 )
-from libs.kommo.emulator.records import Channel, Connection, DeliveryStatus, Message, Typing
+from libs.kommo.emulator.records import Channel, Connection, DeliveryStatus, Message, Reaction, Typing
 from libs.kommo.emulator.state import AmojoState
 from libs.kommo.emulator.validation import (
     bool_field,
@@ -35,6 +35,7 @@ from libs.kommo.emulator.validation import (
     json_object,
     new_message_payload,
     participant,
+    react_payload,
     required_int,
     required_obj,
     source_external_id,
@@ -100,6 +101,8 @@ class AmojoApi:
             Route(f"{p}/{{channel_id}}/disconnect", e(self.disconnect), methods=["DELETE"]),
             Route(f"{p}/{{scope_id}}/chats", e(self.create_chat), methods=["POST"]),
             Route(f"{p}/{{scope_id}}/typing", e(self.typing), methods=["POST"]),
+            Route(f"{p}/{{scope_id}}/react", e(self.react), methods=["POST"]),
+            Route(f"{p}/{{scope_id}}/{{msgid}}/react", e(self.react), methods=["POST"]),
             Route(f"{p}/{{scope_id}}/chats/{{chat_id}}/history", e(self.history), methods=["GET"]),
             Route(f"{p}/{{scope_id}}/{{msgid}}/delivery_status", e(self.delivery_status), methods=["POST"]),
             Route(f"{p}/{{scope_id}}", e(self.message_event), methods=["POST"]),
@@ -183,9 +186,16 @@ class AmojoApi:
                 checked.receiver,
                 checked.source_external_id,
             )
+            kommo_msgid = response["new_message"]["msgid"]
+            if checked.message.get("media") and not self.state.media.downloads(kommo_msgid=kommo_msgid):
+                # Accepted now, processed later: Kommo fetches the file after answering (§4).
+                self.state.media.start(kommo_msgid, checked.payload["msgid"], event_type, checked.message["media"])
             return JSONResponse(response)
         if event_type == "edit_message":
-            edited = self.state.apply_edit(connection.scope_id, payload, edit_message_payload(payload))
+            edited_message = edit_message_payload(payload)
+            edited = self.state.apply_edit(connection.scope_id, payload, edited_message)
+            if edited_message.get("media"):
+                self.state.media.start(edited.kommo_msgid, edited.msgid, event_type, edited_message["media"])
             # ASSUMPTION: the edit answer mirrors new_message's under "edit_message"; it is undocumented.
             return JSONResponse({"edit_message": {"msgid": edited.kommo_msgid, "ref_id": edited.msgid}})
         raise KommoError(400, INVALID_REQUEST, "event_type must be new_message or edit_message")
@@ -230,6 +240,38 @@ class AmojoApi:
         self.state.add_typing(Typing(connection.scope_id, conversation_id, sender_id, duration or 5000, time.time()))
         return Response(status_code=204)
 
+    async def react(self, request: Request, body: bytes, channel: Channel) -> Response:
+        """§8: a reaction on a message of the conversation; 404 when there is no such message. §13.3:
+        `/{scope_id}/react` (the table, every client) and `/{scope_id}/{msgid}/react` (one RU sample)
+        are both taken; a msgid in the path must name the same message as the body."""
+        connection = self._scope(request, channel)
+        data = json_object(body)
+        checked = react_payload(data)
+        target = self.state.find_message(connection.scope_id, checked.kommo_msgid, checked.msgid)
+        path_msgid = request.path_params.get("msgid", "")
+        if path_msgid and target is not None and path_msgid not in (target.kommo_msgid, target.msgid):
+            raise KommoError(400, INVALID_REQUEST, "the msgid in the path differs from the message in the body")
+        in_conversation = target is not None and (
+            target.conversation_id == checked.conversation_id or target.kommo_chat_id == checked.conversation_ref_id
+        )
+        if target is None or not in_conversation:
+            raise KommoError(404, NOT_FOUND, "message not found")
+        self.state.add_reaction(
+            Reaction(
+                scope_id=connection.scope_id,
+                conversation_id=target.conversation_id,
+                kommo_msgid=target.kommo_msgid,
+                msgid=target.msgid,
+                user_id=checked.user_id or checked.user_ref_id,
+                emoji=checked.emoji,
+                removed=checked.removed,
+                path_form="/{msgid}/react" if path_msgid else "/react",
+                body=data,
+                at=time.time(),
+            )
+        )
+        return Response(status_code=200)
+
     async def history(self, request: Request, body: bytes, channel: Channel) -> Response:
         """§6: by Kommo chat id, newest first, `limit` ≤ 50; 204 when there is nothing."""
         connection = self._scope(request, channel)
@@ -259,7 +301,7 @@ def _history_item(message: Message) -> dict[str, Any]:
     }
     if message.msgid:
         item_message["client_id"] = message.msgid
-    for key in ("location", "contact"):
+    for key in ("location", "contact", "media_group_id"):
         if key in body:
             item_message[key] = body[key]
     item: dict[str, Any] = {

@@ -12,9 +12,11 @@ from starlette.middleware import Middleware
 
 from libs.emulation import EmulatorMiddleware, control_routes
 from libs.kommo.emulator.api import AmojoApi
+from libs.kommo.emulator.attachments import attachment_routes
 from libs.kommo.emulator.control import amojo_control_routes
 from libs.kommo.emulator.crm import CrmState
 from libs.kommo.emulator.errors import fault_response
+from libs.kommo.emulator.media_downloads import media_download_routes
 from libs.kommo.emulator.state import AmojoState
 
 
@@ -33,7 +35,13 @@ def create_amojo_emulator(state: AmojoState | None = None, crm: CrmState | None 
         await state.aclose()
 
     app = Starlette(
-        routes=[*control_routes(state.log, state.faults), *amojo_control_routes(state), *AmojoApi(state).routes()],
+        routes=[
+            *control_routes(state.log, state.faults),
+            *amojo_control_routes(state),
+            *media_download_routes(state.media),
+            *attachment_routes(state.attachments),
+            *AmojoApi(state).routes(),
+        ],
         middleware=[Middleware(EmulatorMiddleware, log=state.log, faults=state.faults, error_responder=fault_response)],
         lifespan=lifespan,
     )

@@ -1,15 +1,38 @@
 """The amojo emulator's own `/_emulator/…` routes, beside the shared requests/faults ones: register
-channels, inspect chats, messages, statuses, typing and hooks, and make a manager reply (a hook)."""
+channels, inspect chats, messages, statuses, typing, reactions and hooks, and make a manager reply,
+react, type or edit (each a hook)."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from libs.errors import BridgeError, NotFoundError
+from libs.kommo.emulator.manager_live import manager_edits, manager_reacts, manager_types
+from libs.kommo.emulator.records import HookResult
 from libs.kommo.emulator.state import AmojoState
-from libs.kommo.emulator.validation import int_field, json_object, str_field
+from libs.kommo.emulator.validation import bool_field, int_field, json_object, number_field, obj_field, str_field
+
+
+def _location(data: dict[str, Any]) -> dict[str, float] | None:
+    location = obj_field(data, "location", "")
+    if location is None:
+        return None
+    return {"lon": number_field(location, "lon", "location"), "lat": number_field(location, "lat", "location")}
+
+
+def _contact(data: dict[str, Any]) -> dict[str, str] | None:
+    contact = obj_field(data, "contact", "")
+    if contact is None:
+        return None
+    return {
+        "name": str_field(contact, "name", "contact", required=True),
+        "phone": str_field(contact, "phone", "contact", required=True),
+    }
 
 
 def amojo_control_routes(state: AmojoState) -> list[Route]:
@@ -66,13 +89,67 @@ def amojo_control_routes(state: AmojoState) -> list[Route]:
                 media=str_field(data, "media", ""),
                 file_name=str_field(data, "file_name", ""),
                 file_size=int_field(data, "file_size", "") or 0,
+                sticker_id=str_field(data, "sticker_id", ""),
+                location=_location(data),
+                contact=_contact(data),
                 manager_id=str_field(data, "manager_id", ""),
+                reply_to=str_field(data, "reply_to", ""),
             )
         except NotFoundError as error:
             return JSONResponse({"error": str(error)}, status_code=404)
         except BridgeError as error:
             return JSONResponse({"error": str(error)}, status_code=400)
         return JSONResponse({"hook": result.to_json()})
+
+    async def reactions(request: Request) -> Response:
+        return JSONResponse({"reactions": [r.to_json() for r in state.reactions()]})
+
+    async def hook_answer(make: Callable[[dict[str, Any]], Awaitable[HookResult]], request: Request) -> Response:
+        try:
+            result = await make(json_object(await request.body()))
+        except NotFoundError as error:
+            return JSONResponse({"error": str(error)}, status_code=404)
+        except BridgeError as error:
+            return JSONResponse({"error": str(error)}, status_code=400)
+        return JSONResponse({"hook": result.to_json()})
+
+    async def manager_reactions(request: Request) -> Response:
+        """A manager reacts: `{kommo_msgid, emoji, removed?, manager_id?}` → the reaction hook."""
+
+        async def make(data: dict[str, Any]) -> HookResult:
+            return await manager_reacts(
+                state,
+                str_field(data, "kommo_msgid", "", required=True),
+                str_field(data, "emoji", ""),
+                removed=bool_field(data, "removed", ""),
+                manager_id=str_field(data, "manager_id", ""),
+            )
+
+        return await hook_answer(make, request)
+
+    async def manager_typing(request: Request) -> Response:
+        """A manager types: `{scope_id, conversation_id, manager_id?, late_by_s?}` → the typing hook."""
+
+        async def make(data: dict[str, Any]) -> HookResult:
+            return await manager_types(
+                state,
+                str_field(data, "scope_id", "", required=True),
+                str_field(data, "conversation_id", "", required=True),
+                str_field(data, "manager_id", ""),
+                late_by_s=int_field(data, "late_by_s", "") or 0,
+            )
+
+        return await hook_answer(make, request)
+
+    async def manager_message_edits(request: Request) -> Response:
+        """A manager changes a message: `{kommo_msgid, text}` → its message hook again, new text."""
+
+        async def make(data: dict[str, Any]) -> HookResult:
+            return await manager_edits(
+                state, str_field(data, "kommo_msgid", "", required=True), str_field(data, "text", "", required=True)
+            )
+
+        return await hook_answer(make, request)
 
     c = "/_emulator/"
     return [
@@ -84,4 +161,8 @@ def amojo_control_routes(state: AmojoState) -> list[Route]:
         Route(c + "typing", typing, methods=["GET"]),
         Route(c + "hooks", hooks, methods=["GET"]),
         Route(c + "manager_messages", manager_messages, methods=["POST"]),
+        Route(c + "reactions", reactions, methods=["GET"]),
+        Route(c + "manager_reactions", manager_reactions, methods=["POST"]),
+        Route(c + "manager_typing", manager_typing, methods=["POST"]),
+        Route(c + "manager_edits", manager_message_edits, methods=["POST"]),
     ]

@@ -194,3 +194,34 @@ class HookResult:
             "body": json.loads(self.body),
             "signature": self.signature,
         }
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """A `/react` call amojo accepted (§8): who reacted to which message, and how."""
+
+    scope_id: str
+    conversation_id: str
+    kommo_msgid: str
+    msgid: str
+    user_id: str
+    emoji: str
+    removed: bool
+    # Which of the two path forms carried it (§13.3): "/react" or "/{msgid}/react".
+    path_form: str
+    body: dict[str, Any]
+    at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scope_id": self.scope_id,
+            "conversation_id": self.conversation_id,
+            "kommo_msgid": self.kommo_msgid,
+            "msgid": self.msgid,
+            "user_id": self.user_id,
+            "emoji": self.emoji,
+            "type": "unreact" if self.removed else "react",
+            "path_form": self.path_form,
+            "body": self.body,
+            "at": self.at,
+        }

@@ -6,6 +6,7 @@ another thread reads consistent snapshots.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 import uuid
@@ -17,7 +18,9 @@ import httpx
 
 from libs.emulation import FaultInjector, RequestLog
 from libs.errors import BadRequestError, NotFoundError
+from libs.kommo.emulator.attachments import AttachmentStore
 from libs.kommo.emulator.crm import CrmState
+from libs.kommo.emulator.media_downloads import MediaDownloader
 from libs.kommo.emulator.records import (
     Channel,
     Chat,
@@ -25,6 +28,7 @@ from libs.kommo.emulator.records import (
     DeliveryStatus,
     HookResult,
     Message,
+    Reaction,
     Typing,
     User,
 )
@@ -32,8 +36,25 @@ from libs.kommo.payloads import encode_body
 from libs.kommo.signing import CONTENT_TYPE, hook_signature
 
 HOOK_TIMEOUT_S: Final = 5.0
-HOOK_MESSAGE_TYPES: Final = frozenset({"text", "file", "video", "picture", "voice", "audio", "sticker"})
-"""`message.message.type` values a chat hook carries (§9)."""
+HOOK_MESSAGE_TYPES: Final = frozenset(
+    {"text", "file", "video", "picture", "voice", "audio", "sticker", "location", "contact"}
+)
+"""`message.message.type` values a chat hook carries: §9's list, plus location and contact. ASSUMPTION: §9
+omits those two, but they are amojo message types (§4) whose fields embedded messages in hooks carry, and
+a Salesbot can send them; the bridge must not lose them if they come."""
+MEDIA_HOOK_TYPES: Final = frozenset({"file", "video", "picture", "voice", "audio"})
+
+
+def embedded(message: Message) -> dict[str, Any]:
+    """A message as hooks embed it (`reply_to.message`, §9): ids, content and the sender."""
+    body = message.message
+    out: dict[str, Any] = {"id": message.kommo_msgid}
+    if message.msgid:
+        out["msgid"] = message.msgid
+    out.update({key: body[key] for key in ("type", "text", "media", "file_name", "file_size") if key in body})
+    out.update({"timestamp": message.timestamp_ms // 1000, "msec_timestamp": message.timestamp_ms})
+    out["sender"] = {"id": message.sender.id}
+    return out
 
 
 class AmojoState:
@@ -71,6 +92,11 @@ class AmojoState:
         self._statuses: dict[str, list[DeliveryStatus]] = {}
         self._typing: list[Typing] = []
         self._hooks: list[HookResult] = []
+        # Kommo downloads each accepted message's `media` (§4), as amojo does, in the background.
+        self.media = MediaDownloader()
+        self._reactions: list[Reaction] = []
+        # Files managers attach (served at /attachments/…, on disk).
+        self.attachments = AttachmentStore()
 
     def now(self) -> datetime:
         return self._clock()
@@ -167,6 +193,17 @@ class AmojoState:
         with self._lock:
             return list(self._hooks)
 
+    def reactions(self) -> list[Reaction]:
+        """Every reaction the integration posted (§8), in order."""
+        with self._lock:
+            return list(self._reactions)
+
+    def find_message(self, scope_id: str, kommo_msgid: str = "", msgid: str = "") -> Message | None:
+        """A message of the scope by Kommo's id, else by the integration's msgid."""
+        with self._lock:
+            found = self._by_kommo_msgid.get(kommo_msgid) if kommo_msgid else self._by_msgid.get((scope_id, msgid))
+            return found if found is not None and found.scope_id == scope_id else None
+
     # -- write side, used by the request handlers (bodies are validated before they get here)
 
     def upsert_user(self, scope_id: str, participant: dict[str, Any]) -> User:
@@ -235,6 +272,7 @@ class AmojoState:
             duplicate = self._by_msgid.get((scope_id, msgid))
             if duplicate is not None:
                 return duplicate.response
+            self._check_quote(scope_id, payload)
             if receiver is None:
                 client = self.upsert_user(scope_id, sender)
                 sender_user, receiver_user, direction = client, None, "incoming"
@@ -277,6 +315,17 @@ class AmojoState:
             if direction == "incoming":
                 self._reach_crm(scope_id, chat, client, source_external_id, payload, message)
             return response
+
+    def _check_quote(self, scope_id: str, payload: dict[str, Any]) -> None:
+        """§4: `reply_to` quotes a message of the same chat only (validated as {id} or {msgid} before)."""
+        reply_to = payload.get("reply_to")
+        if not reply_to:
+            return
+        quoted = reply_to["message"]
+        target = self.find_message(scope_id, quoted.get("id") or "", quoted.get("msgid") or "")
+        ref_id = payload.get("conversation_ref_id") or ""
+        if target is None or (target.conversation_id != payload["conversation_id"] and target.kommo_chat_id != ref_id):
+            raise BadRequestError("payload.reply_to.message is not a message of this chat")
 
     def _reach_crm(
         self,
@@ -326,6 +375,10 @@ class AmojoState:
         with self._lock:
             self._typing.append(typing)
 
+    def add_reaction(self, reaction: Reaction) -> None:
+        with self._lock:
+            self._reactions.append(reaction)
+
     def _store(self, message: Message) -> None:
         with self._lock:
             self._messages.append(message)
@@ -345,19 +398,28 @@ class AmojoState:
         media: str = "",
         file_name: str = "",
         file_size: int = 0,
+        sticker_id: str = "",
+        location: dict[str, float] | None = None,
+        contact: dict[str, str] | None = None,
         manager_id: str = "",
+        reply_to: str = "",
     ) -> HookResult:
         """A manager replies in Kommo: build the v2 message hook (§9), sign it, POST it once.
 
         The message is registered before the POST, so a delivery_status for its id succeeds even when
-        the receiver reports it before answering the hook.
+        the receiver reports it before answering the hook. `reply_to` (a Kommo message id of the same
+        chat) quotes that message, as hooks do once quoting is enabled for the channel.
         """
         if message_type not in HOOK_MESSAGE_TYPES:
             raise BadRequestError(f"hook message type must be one of {sorted(HOOK_MESSAGE_TYPES)}")
         if message_type == "text" and not text:
             raise BadRequestError("a text message needs text")
-        if message_type != "text" and not media:
+        if message_type in MEDIA_HOOK_TYPES and not media:
             raise BadRequestError(f"a {message_type} message needs a media URL")
+        if message_type == "sticker" and not (media or sticker_id):
+            raise BadRequestError("a sticker message needs a media URL or a sticker_id")
+        if message_type in ("location", "contact") and not (location if message_type == "location" else contact):
+            raise BadRequestError(f"a {message_type} message needs its {message_type} object")
         with self._lock:
             connection = self.connection(scope_id)
             if connection is None:
@@ -371,8 +433,14 @@ class AmojoState:
             now_ms = int(self.now().timestamp() * 1000)
             sender = User(id=manager_id, name="Manager") if manager_id else self.manager
             body_message: dict[str, Any] = {"id": str(uuid.uuid4()), "type": message_type, "text": text}
-            if message_type != "text":
+            if message_type in MEDIA_HOOK_TYPES or media:
                 body_message.update({"media": media, "file_name": file_name, "file_size": file_size})
+            if sticker_id:
+                body_message["sticker_id"] = sticker_id
+            if location is not None:
+                body_message["location"] = location
+            if contact is not None:
+                body_message["contact"] = contact
             envelope: dict[str, Any] = {
                 "receiver": {
                     "id": chat.client.id,
@@ -386,6 +454,11 @@ class AmojoState:
             if chat.source_external_id:
                 envelope["source"] = {"external_id": chat.source_external_id}
             envelope.update({"timestamp": now_ms // 1000, "msec_timestamp": now_ms, "message": body_message})
+            if reply_to:
+                quoted = self._by_kommo_msgid.get(reply_to)
+                if quoted is None or quoted.kommo_chat_id != chat.kommo_chat_id:
+                    raise BadRequestError(f"message {reply_to!r} is not in this chat")
+                envelope["reply_to"] = {"message": embedded(quoted)}
             hook = {"account_id": connection.account_id, "time": now_ms // 1000, "message": envelope}
             record = Message(
                 kommo_msgid=body_message["id"],
@@ -403,11 +476,39 @@ class AmojoState:
                 received_at=time.time(),
             )
             self._store(record)
+        return await self.deliver_hook(scope_id, hook, record.kommo_msgid)
+
+    def edit_manager_message(self, kommo_msgid: str, text: str) -> tuple[str, dict[str, Any]]:
+        """A manager changes a message written in Kommo: store the new text, return (scope_id, the
+        message hook again with the same message id and the new content)."""
+        with self._lock:
+            record = self._by_kommo_msgid.get(kommo_msgid)
+            if record is None or record.direction != "manager":
+                raise NotFoundError(f"no manager message {kommo_msgid!r}")
+            if not text:
+                raise BadRequestError("an edit needs the new text")
+            now_ms = int(self.now().timestamp() * 1000)
+            hook = copy.deepcopy(record.payload)
+            hook["time"] = now_ms // 1000
+            hook["message"]["message"]["text"] = text
+            record.message = {**record.message, "text": text}
+            record.edits.append({"text": text, "msec_timestamp": now_ms})
+            return record.scope_id, hook
+
+    async def deliver_hook(self, scope_id: str, hook: dict[str, Any], kommo_msgid: str = "") -> HookResult:
+        """Sign a hook body and POST it once to the channel's hook URL (§9); record what happened."""
+        with self._lock:
+            connection = self.connection(scope_id)
+            if connection is None:
+                raise NotFoundError(f"scope {scope_id!r} is not connected")
+            channel = self._channels[connection.channel_id]
+            if not channel.hook_url:
+                raise BadRequestError(f"channel {channel.channel_id!r} has no hook URL")
             url = channel.hook_url.replace(":scope_id", scope_id)
             secret = channel.secret
         body = encode_body(hook)
         signature = hook_signature(secret, body)
-        result = await self._post_hook(record.kommo_msgid, url, body, signature)
+        result = await self._post_hook(kommo_msgid, url, body, signature)
         with self._lock:
             self._hooks.append(result)
         return result
@@ -429,7 +530,9 @@ class AmojoState:
         return HookResult(kommo_msgid, url, status, elapsed, error, body, signature)
 
     async def aclose(self) -> None:
-        """Close the hook HTTP client if the emulator created it."""
+        await self.media.aclose()
+        """Close the hook HTTP client if the emulator created it, and remove the attachments."""
+        self.attachments.close()
         if self._owns_hook_http and self._hook_http is not None:
             await self._hook_http.aclose()
             self._hook_http = None

@@ -131,6 +131,8 @@ def message_body(data: dict[str, Any], *, editing: bool) -> dict[str, Any]:
     if message_type == "text" and not text:
         raise _bad(f"{where}.text is required for a text message")
     media = str_field(message, "media", where)
+    if media and not media.startswith(("https://", "http://")):
+        raise _bad(f"{where}.media must be a public http(s) URL Kommo can download")
     sticker_id = str_field(message, "sticker_id", where)
     if not editing:
         if message_type in MEDIA_URL_TYPES and not media:
@@ -149,6 +151,7 @@ def message_body(data: dict[str, Any], *, editing: bool) -> dict[str, Any]:
     if duration is not None and duration < 0:
         raise _bad(f"{where}.media_duration must not be negative")
     str_field(message, "callback_data", where)
+    str_field(message, "media_group_id", where)
     location = obj_field(message, "location", where, required=message_type == "location")
     if location is not None:
         number_field(location, "lon", f"{where}.location")
@@ -181,8 +184,10 @@ def new_message_payload(payload: dict[str, Any]) -> NewMessagePayload:
     source = source_external_id(payload, where)
     sender = participant(payload, "sender", where)
     receiver = participant(payload, "receiver", where) if payload.get("receiver") is not None else None
-    for quoted in ("reply_to", "forwards"):
-        obj_field(payload, quoted, where)
+    reply_to = obj_field(payload, "reply_to", where)
+    if reply_to is not None:
+        embedded_message(required_obj(reply_to, "message", "payload.reply_to"), "payload.reply_to.message")
+    obj_field(payload, "forwards", where)
     message = message_body(payload, editing=False)
     return NewMessagePayload(payload, message, sender, receiver, source)
 
@@ -194,3 +199,49 @@ def edit_message_payload(payload: dict[str, Any]) -> dict[str, Any]:
         raise _bad("payload.msgid or payload.id is required to edit a message")
     str_field(payload, "conversation_id", where, required=True)
     return message_body(payload, editing=True)
+
+
+def embedded_message(data: dict[str, Any], where: str) -> tuple[str, str]:
+    """An embedded message (EMB, §4): `{id}` (Kommo's) or `{msgid}` (the integration's), alone or in a
+    full object; returns (id, msgid)."""
+    kommo_id = str_field(data, "id", where)
+    msgid = str_field(data, "msgid", where)
+    if not kommo_id and not msgid:
+        raise _bad(f"{where} needs id or msgid")
+    return kommo_id, msgid
+
+
+@dataclass(frozen=True)
+class ReactPayload:
+    conversation_id: str
+    conversation_ref_id: str
+    kommo_msgid: str
+    msgid: str
+    user_id: str
+    user_ref_id: str
+    removed: bool
+    emoji: str
+
+
+def react_payload(data: dict[str, Any]) -> ReactPayload:
+    """`/react` (§8): a conversation (ours or Kommo's), a message (`id` or `msgid`), a user (`id` and/or
+    `ref_id`), `type` react|unreact, and `emoji`, required to react."""
+    conversation_id = str_field(data, "conversation_id", "")
+    conversation_ref_id = str_field(data, "conversation_ref_id", "")
+    if not conversation_id and not conversation_ref_id:
+        raise _bad("conversation_id or conversation_ref_id is required")
+    kommo_msgid, msgid = embedded_message(data, "")
+    user = required_obj(data, "user", "")
+    user_id = str_field(user, "id", "user")
+    user_ref_id = str_field(user, "ref_id", "user")
+    if not user_id and not user_ref_id:
+        raise _bad("user.id or user.ref_id is required")
+    kind = str_field(data, "type", "", required=True)
+    if kind not in ("react", "unreact"):
+        raise _bad("type must be react or unreact")
+    emoji = str_field(data, "emoji", "")
+    if kind == "react" and not emoji:
+        raise _bad("emoji is required to react")
+    return ReactPayload(
+        conversation_id, conversation_ref_id, kommo_msgid, msgid, user_id, user_ref_id, kind == "unreact", emoji
+    )

@@ -12,29 +12,39 @@ from __future__ import annotations
 import hmac
 import json
 import math
+import mimetypes
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
 from kommo_bridge.events.v1 import content_pb2, events_pb2
 
+from libs import status_texts
 from libs.errors import (
     AuthError,
     BadRequestError,
     BridgeError,
     CredentialRejectedError,
     MissingCredentialError,
+    NotFoundError,
     PermanentError,
     RateLimitedError,
     RecipientUnavailableError,
     RetryableError,
+    TimedOutError,
 )
-from libs.messengers.registry import ChannelIdentity
+from libs.messengers.registry import ChannelIdentity, FileStream, MediaLimits, WebhookHealth
+from libs.messengers.telegram import live
+from libs.messengers.telegram.live import quoted, reaction_update
+from libs.messengers.telegram.reactions import telegram_reaction
 from libs.observability.metrics import count_rate_limited
+from libs.secret_names import MESSENGER_WEBHOOK_SECRET
 
 if TYPE_CHECKING:
     from libs.config import Settings
+    from libs.messengers.telegram.media import FileUpload
 
 WEBHOOK_AUTH_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
@@ -159,8 +169,8 @@ class _Reader:
 
 def parse_update(body: bytes, connection_id: str) -> events_pb2.InboundMessage | None:
     """Translate one webhook body. Returns None for updates the bridge does not carry (yet): anything but a
-    new `message` or a block / unblock (`my_chat_member`) in a private chat. Raises BadRequestError for
-    input that is not a Telegram Update."""
+    message, an edit, a reaction or a block / unblock (`my_chat_member`) in a private chat. Raises
+    BadRequestError for input that is not a Telegram Update."""
     try:
         update: object = json.loads(body)
     except ValueError as exc:
@@ -174,9 +184,13 @@ def parse_update(body: bytes, connection_id: str) -> events_pb2.InboundMessage |
     read = _Reader(update_id)
     if "my_chat_member" in update:
         return _membership(read, update, body, connection_id)
-    if "message" not in update:
+    if "message_reaction" in update:
+        return reaction_update(read, update, body, connection_id)
+    # An edit carries the whole message again, same message_id, new content (reference §1).
+    kind = next((key for key in ("message", "edited_message") if key in update), None)
+    if kind is None:
         return None
-    message = read.obj(update, "message", "update")
+    message = read.obj(update, kind, "update")
     chat = read.obj(message, "chat", "message")
     if read.str_(chat, "type", "message.chat", required=True) != "private":
         return None
@@ -192,7 +206,8 @@ def parse_update(body: bytes, connection_id: str) -> events_pb2.InboundMessage |
         # The client shared their own contact (a "share my phone" button): now we know their number.
         profile.phone = content.contact.phone
 
-    return events_pb2.InboundMessage(
+    event = events_pb2.InboundMessage(
+        # update_id is unique per update, so each edit of a message is an event of its own.
         event_id=f"telegram:{connection_id}:{update_id}",
         platform=content_pb2.PLATFORM_TELEGRAM,
         connection_id=connection_id,
@@ -201,9 +216,18 @@ def parse_update(body: bytes, connection_id: str) -> events_pb2.InboundMessage |
         sender_id=str(sender_id),
         sender=profile,
         sent_at_ms=date * 1000,
-        content=content,
         raw=body,
+        media_group_id=read.str_(message, "media_group_id", "message"),
     )
+    if kind == "edited_message":
+        if content.HasField("location"):
+            return None  # a live location moving: an edit every few seconds, not a change of mind
+        event.edited.CopyFrom(content)
+        event.sent_at_ms = read.int_(message, "edit_date", "message", required=False) * 1000 or event.sent_at_ms
+        return event
+    event.content.CopyFrom(content)
+    event.reply_to_platform_message_id, event.reply_to_quote = quoted(read, message)
+    return event
 
 
 # `my_chat_member.new_chat_member.status` of the bot, from the client's side of a private chat.
@@ -254,15 +278,42 @@ def _profile(read: _Reader, user: Mapping[str, Any], path: str) -> content_pb2.P
     )
 
 
+# The MIME type of each kind of file when its object does not say: Telegram stores photos as JPEG, voice
+# notes as OGG/Opus, video notes and animations (GIFs included) as MPEG-4.
+_DEFAULT_MIME_TYPES: dict[str, str] = {
+    "photo": "image/jpeg",
+    "animation": "video/mp4",
+    "video": "video/mp4",
+    "video_note": "video/mp4",
+    "voice": "audio/ogg",
+    "audio": "audio/mpeg",
+    "document": "application/octet-stream",
+}
+
+
 def _media(
     read: _Reader, message: Mapping[str, Any], key: str, kind: content_pb2.MediaKind.ValueType
 ) -> content_pb2.Content:
     file = read.obj(message, key, "message")
-    return _media_from(read, file, f"message.{key}", kind, read.str_(message, "caption", "message"))
+    content = _media_from(read, file, f"message.{key}", kind, read.str_(message, "caption", "message"), key)
+    if key == "audio" and not content.media.file_name:
+        # A track without a file name is still known by its performer and title.
+        performer = read.str_(file, "performer", "message.audio")
+        title = read.str_(file, "title", "message.audio")
+        label = " - ".join(part for part in (performer, title) if part)
+        if label:
+            extension = mimetypes.guess_extension(content.media.mime_type) or ""
+            content.media.file_name = f"{label}{extension}"
+    return content
 
 
 def _media_from(
-    read: _Reader, file: Mapping[str, Any], path: str, kind: content_pb2.MediaKind.ValueType, caption: str
+    read: _Reader,
+    file: Mapping[str, Any],
+    path: str,
+    kind: content_pb2.MediaKind.ValueType,
+    caption: str,
+    key: str,
 ) -> content_pb2.Content:
     return content_pb2.Content(
         media=content_pb2.Media(
@@ -270,11 +321,22 @@ def _media_from(
             file_ref=read.str_(file, "file_id", path, required=True),
             file_name=read.str_(file, "file_name", path),
             size=read.int_(file, "file_size", path, required=False),
-            mime_type=read.str_(file, "mime_type", path),
+            mime_type=read.str_(file, "mime_type", path) or _DEFAULT_MIME_TYPES.get(key, ""),
             caption=caption,
             duration_s=read.int_(file, "duration", path, required=False),
         )
     )
+
+
+def _sticker_mime_type(read: _Reader, sticker: Mapping[str, Any]) -> str:
+    """Static stickers are WEBP, animated ones TGS (gzipped Lottie), video stickers WEBM."""
+    for flag, mime_type in (("is_video", "video/webm"), ("is_animated", "application/x-tgsticker")):
+        value = sticker.get(flag)
+        if value is not None and not isinstance(value, bool):
+            raise read.fail(f"message.sticker.{flag}", "a boolean", value)
+        if value:
+            return mime_type
+    return "image/webp"
 
 
 def _largest_photo(read: _Reader, message: Mapping[str, Any]) -> dict[str, Any]:
@@ -304,7 +366,7 @@ def _content(read: _Reader, message: Mapping[str, Any]) -> content_pb2.Content:
         return content_pb2.Content(text=content_pb2.Text(body=read.str_(message, "text", path, required=True)))
     if "photo" in message:
         photo = _largest_photo(read, message)
-        return _media_from(read, photo, "message.photo[]", content_pb2.MEDIA_KIND_PICTURE, caption)
+        return _media_from(read, photo, "message.photo[]", content_pb2.MEDIA_KIND_PICTURE, caption, "photo")
     # An animation (GIF / silent MP4) also sets `document`; it plays as a video, so check it first.
     for key, kind in (
         ("animation", content_pb2.MEDIA_KIND_VIDEO),
@@ -322,6 +384,8 @@ def _content(read: _Reader, message: Mapping[str, Any]) -> content_pb2.Content:
             sticker=content_pb2.Sticker(
                 file_ref=read.str_(sticker, "file_id", "message.sticker", required=True),
                 emoji=read.str_(sticker, "emoji", "message.sticker"),
+                size=read.int_(sticker, "file_size", "message.sticker", required=False),
+                mime_type=_sticker_mime_type(read, sticker),
             )
         )
     if "location" in message:
@@ -381,8 +445,22 @@ CHAT_ACTIONS = frozenset(
     }
 )
 
-# 403 descriptions that mean "this client can't be reached", as opposed to other forbidden calls.
-_UNREACHABLE_MARKERS = ("blocked", "deactivated", "can't initiate", "cannot initiate", "kicked")
+# How long a file send may take to be answered once the request is out (see TelegramBotClient._call).
+FILE_ANSWER_TIMEOUT_S = 120.0
+# 403 descriptions that mean "this client can't be reached" (as opposed to other forbidden calls), with the
+# reason a manager reads (libs.status_texts). Telegram says `error_code` may change: branch on both (§1).
+_UNREACHABLE_403 = (
+    ("blocked", status_texts.CLIENT_BLOCKED),
+    ("deactivated", status_texts.CLIENT_DEACTIVATED),
+    ("can't initiate", status_texts.CLIENT_NEVER_STARTED),
+    ("cannot initiate", status_texts.CLIENT_NEVER_STARTED),
+    ("kicked", status_texts.CLIENT_LEFT),
+)
+# 400: the bot has no such chat (the client never wrote to this bot, or our chat id is wrong).
+_CHAT_NOT_FOUND = "chat not found"
+# Bot API limits a refusal names (reference §1): sendMessage text 1-4096, captions up to 1024.
+_TOO_LONG = (("caption is too long", 1024), ("message is too long", 4096))
+_DESCRIPTION_PREFIXES = ("Bad Request: ", "Forbidden: ")
 
 
 def _envelope(response: httpx.Response) -> dict[str, Any] | None:
@@ -398,7 +476,7 @@ def _failure(method: str, outcome: httpx.Response | Exception, token: str) -> Br
     and any echo of the token in Telegram's description is masked."""
     where = f"telegram {method}"
     if isinstance(outcome, httpx.TimeoutException):
-        return RetryableError(f"{where}: timed out ({type(outcome).__name__})")
+        return TimedOutError(f"{where}: timed out ({type(outcome).__name__})")
     if isinstance(outcome, httpx.TransportError):
         return RetryableError(f"{where}: connection failed ({type(outcome).__name__})")
     if isinstance(outcome, httpx.InvalidURL):
@@ -422,10 +500,22 @@ def _failure(method: str, outcome: httpx.Response | Exception, token: str) -> Br
         return RateLimitedError(message, retry_after=_retry_after(envelope, outcome))
     if code in (401, 404):
         return CredentialRejectedError(f"{where}: the bot token was rejected ({code} {description})")
-    if code == 403 and any(marker in description.lower() for marker in _UNREACHABLE_MARKERS):
-        return RecipientUnavailableError(message)
+    lowered = description.lower()
+    for marker, reason in _UNREACHABLE_403 if code == 403 else ():
+        if marker in lowered:
+            return RecipientUnavailableError(message, reason=reason)
     if 400 <= code < 500:
-        return PermanentError(message)
+        if _CHAT_NOT_FOUND in lowered:
+            return PermanentError(message, reason=status_texts.CHAT_NOT_FOUND)
+        for marker, limit in _TOO_LONG:
+            if marker in lowered:
+                args = {"platform": "telegram", "limit": str(limit)}
+                return PermanentError(message, reason=status_texts.TEXT_TOO_LONG, reason_args=args)
+        detail = description
+        for prefix in _DESCRIPTION_PREFIXES:
+            detail = detail.removeprefix(prefix)
+        args = {"platform": "telegram", "detail": detail}
+        return PermanentError(message, reason=status_texts.PLATFORM_REFUSED, reason_args=args)
     if code >= 500:
         return RetryableError(message)
     return PermanentError(f"{where}: unexpected response (HTTP {outcome.status_code})")
@@ -456,10 +546,28 @@ class TelegramBotClient:
         bot_id = self._token.partition(":")[0]
         return f"TelegramBotClient(base_url={self._base_url!r}, bot_id={bot_id!r})"
 
-    async def _call(self, method: str, payload: dict[str, Any]) -> Any:
+    async def _call(
+        self, method: str, payload: dict[str, Any], upload: FileUpload | None = None, *, slow: bool = False
+    ) -> Any:
+        """One Bot API call: JSON, or multipart/form-data streaming `upload` beside the parameters. A `slow`
+        call (a file send) waits longer for the answer: Telegram answers once it has fetched or received the
+        whole file, and a timeout then would leave unknown whether the client got it."""
         outcome: httpx.Response | Exception
+        url = f"{self._base_url}/bot{self._token}/{method}"
+        base = self._http.timeout
+        timeout = (
+            httpx.Timeout(
+                base.connect, read=max(base.read or 0, FILE_ANSWER_TIMEOUT_S), write=base.write, pool=base.pool
+            )
+            if slow
+            else base
+        )
         try:
-            outcome = await self._http.post(f"{self._base_url}/bot{self._token}/{method}", json=payload)
+            if upload is None:
+                outcome = await self._http.post(url, json=payload, timeout=timeout)
+            else:
+                headers, body = upload.encode(payload)
+                outcome = await self._http.post(url, content=body, headers=headers, timeout=timeout)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             # Raised below, outside this handler, so the httpx error (whose text holds the URL and so the
             # token) is not even chained as __context__.
@@ -503,6 +611,13 @@ class TelegramBotClient:
             raise PermanentError("telegram getWebhookInfo: the response carries no WebhookInfo object")
         return result
 
+    async def get_file(self, file_id: str) -> dict[str, Any]:
+        """getFile: the File object (`file_path` to download it from); see libs.messengers.telegram.media."""
+        result = await self._call("getFile", {"file_id": file_id})
+        if not isinstance(result, dict):
+            raise PermanentError("telegram getFile: the response carries no File object")
+        return result
+
     async def send_text(self, chat_id: str, text: str, reply_to_message_id: int | None = None) -> int:
         """Send a text message; returns Telegram's message_id (unique within the chat)."""
         payload: dict[str, Any] = {"chat_id": chat_id, "text": text}
@@ -513,10 +628,26 @@ class TelegramBotClient:
             raise BadRequestError(f"telegram sendChatAction: unknown action {action!r}")
         await self._call("sendChatAction", {"chat_id": chat_id, "action": action})
 
+    async def edit_message_text(self, chat_id: str, message_id: int, text: str) -> None:
+        await self._call("editMessageText", {"chat_id": chat_id, "message_id": message_id, "text": text})
+
+    async def edit_message_caption(self, chat_id: str, message_id: int, caption: str) -> None:
+        await self._call("editMessageCaption", {"chat_id": chat_id, "message_id": message_id, "caption": caption})
+
+    async def set_message_reaction(self, chat_id: str, message_id: int, emoji: str | None) -> None:
+        """Set the bot's reaction (bots get one per message, from Telegram's fixed list); None clears it."""
+        reaction = [{"type": "emoji", "emoji": emoji}] if emoji else []
+        await self._call("setMessageReaction", {"chat_id": chat_id, "message_id": message_id, "reaction": reaction})
+
     async def send_content(
-        self, chat_id: str, content: content_pb2.Content, reply_to_message_id: int | None = None
+        self,
+        chat_id: str,
+        content: content_pb2.Content,
+        reply_to_message_id: int | None = None,
+        upload_limit: int | None = None,
     ) -> int:
-        """Send canonical content; returns Telegram's message_id."""
+        """Send canonical content; returns Telegram's message_id. Files are sent as `media.MediaSender` does,
+        within `upload_limit` (the Bot API server's; the cloud's 50 MB by default)."""
         kind = content.WhichOneof("body")
         if kind == "text":
             return await self.send_text(chat_id, content.text.body, reply_to_message_id)
@@ -535,15 +666,36 @@ class TelegramBotClient:
                 "first_name": content.contact.name or content.contact.phone,
             }
             return await self._send("sendContact", payload, reply_to_message_id)
+        if kind in ("media", "sticker"):
+            # Imported here: the media module builds on this client.
+            from libs.messengers.telegram.media import CLOUD_UPLOAD_LIMIT, MediaSender
+
+            sender = MediaSender(self, self._http, self._base_url, upload_limit or CLOUD_UPLOAD_LIMIT)
+            return await sender.send(chat_id, content, reply_to_message_id)
         if kind is None:
             raise BadRequestError("telegram: the content to send is empty")
         raise PermanentError(f"telegram: sending {kind} is not supported yet")
 
-    async def _send(self, method: str, payload: dict[str, Any], reply_to_message_id: int | None) -> int:
+    async def send_file(
+        self, method: str, payload: dict[str, Any], reply_to_message_id: int | None, upload: FileUpload | None = None
+    ) -> int:
+        """A send method with a file: named in `payload` (a file_id or a URL Telegram fetches) or streamed as
+        `upload`; returns the message_id."""
+        return await self._send(method, payload, reply_to_message_id, upload, slow=True)
+
+    async def _send(
+        self,
+        method: str,
+        payload: dict[str, Any],
+        reply_to_message_id: int | None,
+        upload: FileUpload | None = None,
+        *,
+        slow: bool = False,
+    ) -> int:
         if reply_to_message_id is not None:
             # If the quoted message was deleted meanwhile, still deliver the reply rather than fail it.
             payload["reply_parameters"] = {"message_id": reply_to_message_id, "allow_sending_without_reply": True}
-        result = await self._call(method, payload)
+        result = await self._call(method, payload, upload, slow=slow)
         message_id = result.get("message_id") if isinstance(result, dict) else None
         if isinstance(message_id, bool) or not isinstance(message_id, int):
             raise PermanentError(f"telegram {method}: the response carries no message_id")
@@ -553,9 +705,9 @@ class TelegramBotClient:
 # ---------------------------------------------------------------------------------------------------------
 # The registry's view of Telegram (libs.messengers.registry.MessengerAdapter)
 
-# What the bridge subscribes to: messages and block/unblock (my_chat_member); edits are parsed by a later
-# issue, and subscribing already means no webhook has to be registered again for them.
-ALLOWED_UPDATES = ["message", "edited_message", "my_chat_member"]
+# What the bridge subscribes to: messages, their edits, block/unblock (my_chat_member), and reactions,
+# which Telegram sends only to a webhook that names them here.
+ALLOWED_UPDATES = ["message", "edited_message", "my_chat_member", "message_reaction"]
 
 
 class TelegramAdapter:
@@ -563,6 +715,7 @@ class TelegramAdapter:
 
     platform: content_pb2.Platform.ValueType = content_pb2.PLATFORM_TELEGRAM
     name: str = "telegram"
+    webhook_secret_kind: str = MESSENGER_WEBHOOK_SECRET
 
     def api_base_url(self, settings: Settings) -> str:
         return settings.telegram_api_url
@@ -570,8 +723,12 @@ class TelegramAdapter:
     def verify_webhook(self, headers: Mapping[str, str], body: bytes, secret: str) -> None:
         verify_webhook(headers, secret)
 
-    def parse_webhook(self, body: bytes, connection_id: str) -> events_pb2.InboundMessage | None:
-        return parse_update(body, connection_id)
+    def verify_handshake(self, query: Mapping[str, str], secret: str) -> str:
+        raise NotFoundError("telegram makes no GET check of a webhook URL")
+
+    def parse_webhook(self, body: bytes, connection_id: str) -> list[events_pb2.InboundMessage]:
+        event = parse_update(body, connection_id)
+        return [] if event is None else [event]
 
     async def check_credentials(self, http: httpx.AsyncClient, base_url: str, token: str) -> ChannelIdentity:
         me = await TelegramBotClient(base_url, token, http).get_me()
@@ -581,7 +738,78 @@ class TelegramAdapter:
     async def register_webhook(self, http: httpx.AsyncClient, base_url: str, token: str, url: str, secret: str) -> None:
         await TelegramBotClient(base_url, token, http).set_webhook(url, secret, allowed_updates=ALLOWED_UPDATES)
 
+    async def webhook_health(self, http: httpx.AsyncClient, base_url: str, token: str) -> WebhookHealth:
+        info = await TelegramBotClient(base_url, token, http).get_webhook_info()
+        pending, error_date, error = (
+            info.get("pending_update_count"),
+            info.get("last_error_date"),
+            info.get("last_error_message"),
+        )
+        return WebhookHealth(
+            url=str(info.get("url") or ""),
+            pending_updates=pending if isinstance(pending, int) and not isinstance(pending, bool) else 0,
+            last_error_at_ms=error_date * 1000
+            if isinstance(error_date, int) and not isinstance(error_date, bool)
+            else 0,
+            last_error_message=error if isinstance(error, str) and error_date else "",
+        )
+
     async def send(
-        self, http: httpx.AsyncClient, base_url: str, token: str, chat_id: str, content: content_pb2.Content
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        token: str,
+        chat_id: str,
+        content: content_pb2.Content,
+        reply_to: str = "",
+        limits: MediaLimits | None = None,
     ) -> str:
-        return str(await TelegramBotClient(base_url, token, http).send_content(chat_id, content))
+        reply_to_message_id = int(reply_to) if reply_to.isdigit() else None
+        upload_limit = limits.upload_bytes if limits is not None else None
+        client = TelegramBotClient(base_url, token, http)
+        return str(await client.send_content(chat_id, content, reply_to_message_id, upload_limit))
+
+    async def edit(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        token: str,
+        chat_id: str,
+        platform_message_id: str,
+        content: content_pb2.Content,
+    ) -> None:
+        await live.edit(TelegramBotClient(base_url, token, http), chat_id, platform_message_id, content)
+
+    async def react(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        token: str,
+        chat_id: str,
+        platform_message_id: str,
+        emoji: str,
+        removed: bool,
+    ) -> bool:
+        client = TelegramBotClient(base_url, token, http)
+        return await live.react(client, chat_id, platform_message_id, emoji, removed=removed)
+
+    def reaction_for(self, emoji: str) -> str | None:
+        return telegram_reaction(emoji)
+
+    async def typing(
+        self, http: httpx.AsyncClient, base_url: str, token: str, chat_id: str, last_client_message_id: str = ""
+    ) -> None:
+        await TelegramBotClient(base_url, token, http).send_chat_action(chat_id, "typing")
+
+    def media_limits(self, settings: Settings) -> MediaLimits:
+        from libs.messengers.telegram.media import telegram_media_limits
+
+        return telegram_media_limits(settings.telegram_local_api)
+
+    def open_file(
+        self, http: httpx.AsyncClient, base_url: str, token: str, file_ref: str
+    ) -> AbstractAsyncContextManager[FileStream]:
+        # Imported here: the media module builds on this one's Bot API client.
+        from libs.messengers.telegram.media import open_download
+
+        return open_download(http, base_url, token, file_ref)

@@ -26,6 +26,8 @@ from starlette.routing import Route
 from libs.emulation import EmulatorMiddleware, Fault, control_routes
 from libs.emulation.middleware import CONTROL_PREFIX
 from libs.messengers.telegram.adapter import CHAT_ACTIONS
+from libs.messengers.telegram.emulator_files import FileRefused, file_routes
+from libs.messengers.telegram.emulator_live import LIVE_METHODS, live_routes
 from libs.messengers.telegram.emulator_state import (
     Bot,
     Chat,
@@ -33,6 +35,14 @@ from libs.messengers.telegram.emulator_state import (
     SentMessage,
     TelegramApiError,
     TelegramState,
+)
+from libs.messengers.telegram.emulator_uploads import (
+    MEDIA_METHODS,
+    UploadedFile,
+    UploadRefused,
+    read_multipart,
+    send_media,
+    upload_routes,
 )
 
 __all__ = ["DeliveryResult", "SentMessage", "TelegramEmulator", "TelegramState", "create_telegram_emulator", "main"]
@@ -137,8 +147,14 @@ class _Params:
         return value
 
 
-async def _read_params(request: Request) -> _Params:
+async def _read_params(request: Request, state: TelegramState) -> _Params:
     values: dict[str, Any] = dict(request.query_params)
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() == "multipart/form-data":
+        try:  # streamed to disk as it arrives (files are UploadedFile values)
+            values.update(await read_multipart(request, state.files))
+        except UploadRefused as exc:
+            raise TelegramApiError(exc.code, exc.description) from None
+        return _Params(values)
     body = await request.body()
     if not body:
         return _Params(values)
@@ -156,8 +172,6 @@ async def _read_params(request: Request) -> _Params:
             values.update(urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True))
         except UnicodeDecodeError:
             raise TelegramApiError(400, "Bad Request: the request body is not valid UTF-8") from None
-    elif content_type == "multipart/form-data":
-        raise TelegramApiError(400, "Bad Request: the emulator does not accept multipart uploads yet")
     else:
         raise TelegramApiError(400, f"Bad Request: unsupported Content-Type {content_type}")
     return _Params(values)
@@ -301,9 +315,33 @@ async def _send_message(state: TelegramState, bot: Bot, params: _Params) -> Any:
     parse_mode = params.str_("parse_mode")
     if parse_mode is not None and parse_mode not in ("HTML", "MarkdownV2", "Markdown"):
         raise TelegramApiError(400, f"Bad Request: unsupported parse_mode {parse_mode!r}")
+    preview = params.json_("link_preview_options", "link preview options")
+    if preview is not None and not isinstance(preview, dict):
+        raise TelegramApiError(400, "Bad Request: can't parse link preview options JSON object")
     reply_to = _reply_target(chat, params)
     _admit(state, bot, chat)
-    return state.bot_message(bot, chat, "sendMessage", {"text": text}, reply_to)
+    content: dict[str, Any] = {"text": text}
+    links = _url_entities(text)
+    if links:
+        content["entities"] = links
+    if preview:  # the Message carries the options only when they were changed
+        content["link_preview_options"] = preview
+    return state.bot_message(bot, chat, "sendMessage", content, reply_to)
+
+
+_URL_RE = re.compile(r"\b(?:https?://|www\.)[^\s<>\"]+[^\s<>\".,;:!?)\]'»]")
+
+
+def _url_entities(text: str) -> list[dict[str, Any]]:
+    """The `url` entities Telegram finds in a plain text (offsets and lengths in UTF-16 code units)."""
+
+    def units(part: str) -> int:
+        return len(part.encode("utf-16-le")) // 2
+
+    return [
+        {"type": "url", "offset": units(text[: match.start()]), "length": units(match.group(0))}
+        for match in _URL_RE.finditer(text)
+    ]
 
 
 async def _send_location(state: TelegramState, bot: Bot, params: _Params) -> Any:
@@ -355,6 +393,31 @@ async def _send_chat_action(state: TelegramState, bot: Bot, params: _Params) -> 
     return True
 
 
+async def _get_file(state: TelegramState, bot: Bot, params: _Params) -> Any:
+    try:
+        return state.files.get_file(bot, params.str_("file_id") or "")
+    except FileRefused as exc:
+        raise TelegramApiError(400, exc.description) from None
+
+
+def _media_method(name: str) -> Handler:
+    """A send method with a file (emulator_uploads), after the checks every send method makes."""
+
+    async def handler(state: TelegramState, bot: Bot, params: _Params) -> Any:
+        try:
+            chat = _target_chat(bot, params)
+            reply_to = _reply_target(chat, params)
+            return await send_media(state, bot, chat, name, params, reply_to, lambda: _admit(state, bot, chat))
+        except UploadRefused as exc:
+            raise TelegramApiError(exc.code, exc.description) from None
+        finally:
+            upload = params.raw(MEDIA_METHODS[name].field)
+            if isinstance(upload, UploadedFile) and not upload.kept:
+                upload.path.unlink(missing_ok=True)
+
+    return handler
+
+
 # Keys are lower-case: Telegram's method names are case-insensitive.
 METHODS: dict[str, Handler] = {
     "getme": _get_me,
@@ -366,6 +429,9 @@ METHODS: dict[str, Handler] = {
     "sendlocation": _send_location,
     "sendcontact": _send_contact,
     "sendchataction": _send_chat_action,
+    **LIVE_METHODS,
+    "getfile": _get_file,
+    **{name: _media_method(name) for name in MEDIA_METHODS},
 }
 
 
@@ -401,6 +467,13 @@ def _query_id(request: Request, name: str) -> int | None:
     if raw is None or raw == "":
         return None
     value = _as_int(raw)
+    if value is None:
+        raise _ControlError(400, f"{name} must be an integer")
+    return value
+
+
+def _path_id(request: Request, name: str) -> int:
+    value = _as_int(request.path_params[name])
     if value is None:
         raise _ControlError(400, f"{name} must be an integer")
     return value
@@ -447,6 +520,22 @@ def _emulator_routes(state: TelegramState) -> list[Route]:
             raise _ControlError(400, "token must be a string")
         return JSONResponse(_bot_json(state.create_bot(username, first_name, token)), status_code=201)
 
+    async def revoke(request: Request) -> Response:
+        bot = state.bot(_path_id(request, "bot_id"))
+        state.revoke_token(bot)
+        return JSONResponse(_bot_json(bot))
+
+    async def webhook_error(request: Request) -> Response:
+        bot = state.bot(_path_id(request, "bot_id"))
+        data = await _control_json(request)
+        message, at = data.get("message"), data.get("date")
+        if not isinstance(message, str) or not message:
+            raise _ControlError(400, "message must be a non-empty string, as Telegram words it")
+        if at is not None and _as_int(at) is None:
+            raise _ControlError(400, "date must be a unix time")
+        state.webhook_failed(bot, message, _as_int(at) if at is not None else None)
+        return JSONResponse(state.webhook_info(bot))
+
     async def sent(request: Request) -> Response:
         if request.method == "DELETE":
             state.sent.clear()
@@ -492,6 +581,9 @@ def _emulator_routes(state: TelegramState) -> list[Route]:
 
     return [
         Route(CONTROL_PREFIX + "bots", _control(bots), methods=["GET", "POST"]),
+        # BotFather's /revoke; a webhook delivery failure as getWebhookInfo will report it.
+        Route(CONTROL_PREFIX + "bots/{bot_id}/revoke", _control(revoke), methods=["POST"]),
+        Route(CONTROL_PREFIX + "bots/{bot_id}/webhook_error", _control(webhook_error), methods=["POST"]),
         Route(CONTROL_PREFIX + "sent", _control(sent), methods=["GET", "DELETE"]),
         Route(CONTROL_PREFIX + "chat_actions", _control(chat_actions), methods=["GET"]),
         Route(CONTROL_PREFIX + "limits", _control(limits), methods=["GET", "PUT"]),
@@ -522,7 +614,7 @@ def create_telegram_emulator(state: TelegramState | None = None) -> TelegramEmul
         if handler is None:
             return _api_error(TelegramApiError(404, "Not Found"))
         try:
-            result = await handler(state, bot, await _read_params(request))
+            result = await handler(state, bot, await _read_params(request, state))
         except TelegramApiError as exc:
             return _api_error(exc)
         if isinstance(result, _Described):
@@ -540,6 +632,9 @@ def create_telegram_emulator(state: TelegramState | None = None) -> TelegramEmul
     routes = [
         *control_routes(state.log, state.faults),
         *_emulator_routes(state),
+        *live_routes(state),
+        *file_routes(state),
+        *upload_routes(state),
         Route("/bot{token}/{method}", api, methods=["GET", "POST"]),
         Route("/{path:path}", not_found, methods=["GET", "POST", "PUT", "DELETE"]),
     ]
@@ -562,9 +657,10 @@ def main(argv: list[str] | None = None) -> None:
         help="create a bot at start (repeatable); the token is generated unless given",
     )
     parser.add_argument("--require-https", action="store_true", help="reject non-HTTPS webhook URLs, like Telegram")
+    parser.add_argument("--local-api", action="store_true", help="play a local Bot API server (no download limit)")
     args = parser.parse_args(argv)
 
-    state = TelegramState(require_https=args.require_https)
+    state = TelegramState(require_https=args.require_https, local_api=args.local_api)
     for spec in args.bot:
         username, _, token = spec.partition("=")
         bot = state.create_bot(username, token=token or None)

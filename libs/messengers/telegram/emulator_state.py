@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 
 from libs.emulation import FaultInjector, RequestLog
+from libs.messengers.telegram.emulator_files import FileStore
+from libs.messengers.telegram.emulator_uploads import UploadLog
 from libs.messengers.telegram.flood import FloodControl, FloodLimits
 
 WEBHOOK_AUTH_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -59,6 +61,8 @@ class Chat:
     next_message_id: int = 1
     blocked: bool = False
     messages: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # message_id -> user id (the client's or the bot's) -> the emoji that user reacted with.
+    reactions: dict[int, dict[int, list[str]]] = field(default_factory=dict)
 
     @property
     def id(self) -> int:
@@ -156,6 +160,26 @@ class ChatAction:
         return {"bot_id": self.bot_id, "chat_id": self.chat_id, "action": self.action, "at": self.at}
 
 
+@dataclass(frozen=True)
+class BotReaction:
+    """A setMessageReaction the emulator accepted: the bot's reactions on a message from then on."""
+
+    bot_id: int
+    chat_id: int
+    message_id: int
+    emoji: list[str]
+    at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bot_id": self.bot_id,
+            "chat_id": self.chat_id,
+            "message_id": self.message_id,
+            "emoji": self.emoji,
+            "at": self.at,
+        }
+
+
 def _client_user(user: dict[str, Any]) -> dict[str, Any]:
     """A Telegram User object for a client, from the sandbox's description of one."""
     user_id = user.get("id")
@@ -188,8 +212,13 @@ class TelegramState:
         give_up_after_s: float = 120.0,
         delivery_timeout_s: float = 10.0,
         require_https: bool = False,
+        local_api: bool = False,
     ) -> None:
         self.log = RequestLog()
+        # Client files on disk; `local_api` plays a self-hosted Bot API server (no download limit).
+        self.files = FileStore(local_api=local_api)
+        # Every file a bot sent (sendPhoto, sendDocument, ...): how it came and what it was.
+        self.uploads = UploadLog()
         self.faults = FaultInjector()
         self.flood = FloodControl(limits)
         self.require_https = require_https
@@ -202,6 +231,9 @@ class TelegramState:
         self._by_token: dict[str, Bot] = {}
         self.sent: list[SentMessage] = []
         self.chat_actions: list[ChatAction] = []
+        # What bots changed after sending (editMessageText / editMessageCaption) and their reactions.
+        self.edits: list[SentMessage] = []
+        self.reactions: list[BotReaction] = []
 
     # -- bots -------------------------------------------------------------------------------------------
 
@@ -243,6 +275,19 @@ class TelegramState:
 
     def bot_by_token(self, token: str) -> Bot | None:
         return self._by_token.get(token)
+
+    def revoke_token(self, bot: Bot) -> str:
+        """BotFather's /revoke: the same bot gets a new token, and the old one answers 401 from now on."""
+        del self._by_token[bot.token]
+        bot.token = f"{bot.id}:" + "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(35))
+        self._by_token[bot.token] = bot
+        return bot.token
+
+    def webhook_failed(self, bot: Bot, message: str, at: int | None = None) -> None:
+        """A failed webhook delivery as getWebhookInfo reports it (`last_error_date`, `last_error_message`),
+        for tests that need one without making the bridge fail."""
+        bot.last_error_date = at if at is not None else _now()
+        bot.last_error_message = message
 
     def bots(self) -> list[Bot]:
         return list(self._bots.values())
@@ -424,6 +469,10 @@ class TelegramState:
 
     # -- webhook delivery -------------------------------------------------------------------------------
 
+    async def deliver_update(self, bot: Bot, kind: str, payload: dict[str, Any]) -> DeliveryResult:
+        """Queue an update of `kind` (an edit, a reaction, ...) like any other; wait for its first attempt."""
+        return await self._submit(bot, kind, payload)
+
     async def _submit(self, bot: Bot, kind: str, payload: dict[str, Any]) -> DeliveryResult:
         return await self._wait(self._enqueue(bot, kind, payload))
 
@@ -525,3 +574,4 @@ class TelegramState:
                 self._finish(pending, None, "the emulator stopped")
         if self._own_http:
             await self._http.aclose()
+        self.files.close()

@@ -5,11 +5,15 @@
 // which every later call carries. Inside Kommo's iframe a browser may refuse that cookie as a
 // third-party one (Safari; Chrome with third-party cookies blocked): the session that api/enter also
 // returns is then kept in memory only (never in storage) and sent as the X-Bridge-Session header.
-// Everything the admin sees comes from GET api/overview.
+// Everything the admin sees comes from GET api/overview; what the platforms say about each channel
+// (GET api/health: webhook, pending updates, last error, token) follows it, after the first view, since
+// it waits on the platforms. Every API error carries a stable `code`, shown in the admin's language.
 
 const VERSION = new URL(import.meta.url).searchParams.get("v") || "";
 const LANGUAGES = ["en", "es", "pt"];
 const REFRESH_MS = 30000;
+// A platform's last delivery error is news for this long (Telegram keeps reporting the last one).
+const RECENT_ERROR_MS = 3600000;
 const TOKEN_SHAPE = /^\d{3,}:[A-Za-z0-9_-]{20,}$/;
 const TOKEN_IN_TEXT = /\d{3,}:[A-Za-z0-9_-]{20,}/;
 
@@ -17,6 +21,8 @@ const state = {
   lang: "en",
   messages: {},
   overview: null,
+  // Channel id -> what its platform says (api/health); null until the first answer.
+  health: null,
   cards: new Map(),
   view: null,
   refreshTimer: 0,
@@ -128,6 +134,8 @@ const ICONS = {
   key: "M15.5 7.5 19 4M21 2l-2 2 3 3-3 3-3-3M11.4 12.6a5 5 0 1 1-7.1 7.1 5 5 0 0 1 7.1-7.1z",
   wifiOff: "M2 2l20 20M8.5 16.4a5 5 0 0 1 7 0M5 12.9a10 10 0 0 1 5.2-2.8M19 12.9a10 10 0 0 0-2-1.5M12 20h.01",
   shield: "M12 22s8-4 8-10V5l-8-3-8 3v7c0 6 8 10 8 10zM9 12l2 2 4-4",
+  pause: "M9 5v14M15 5v14",
+  play: "M7 4.5v15l12-7.5z",
 };
 const TELEGRAM =
   "M20.7 3.6 2.9 10.5c-1.2.5-1.2 1.2-.2 1.5l4.6 1.4 1.7 5.4c.2.6.1.8.8.8.5 0 .7-.2 1-.5l2.2-2.2 4.7 3.5c.9.5 1.5.2 1.7-.8l3.1-14.6c.3-1.3-.5-1.9-1.4-1.4zM8.4 13.2l9.2-5.8c.5-.3.8-.1.4.2l-7.6 6.9-.3 3.2z";
@@ -179,9 +187,9 @@ function setBusy(button, busy, busyLabel) {
   }
 }
 
-function toast(message) {
+function toast(message, level) {
   const region = document.getElementById("toasts");
-  const item = h("div", { class: "toast" }, icon("check"), h("span", { text: message }));
+  const item = h("div", { class: `toast${level === "error" ? " is-error" : ""}` }, icon(level === "error" ? "alert" : "check"), h("span", { text: message }));
   region.append(item);
   setTimeout(() => item.remove(), 5000);
 }
@@ -189,9 +197,10 @@ function toast(message) {
 // --- API ------------------------------------------------------------------------------------------
 
 class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, code) {
     super(message);
     this.status = status;
+    this.code = code || "";
   }
 }
 
@@ -215,7 +224,7 @@ async function api(method, path, body) {
     data = null;
   }
   if (!response.ok || !data || data.ok === false) {
-    throw new ApiError(response.status, (data && data.error) || "");
+    throw new ApiError(response.status, (data && data.error) || "", (data && data.code) || "");
   }
   return data;
 }
@@ -224,11 +233,20 @@ function isSessionError(error) {
   return error instanceof ApiError && (error.status === 401 || error.status === 403);
 }
 
-// The API's errors are sentences in English: elsewhere they follow a headline in the admin's language.
-function serverError(error, headlineKey) {
-  const text = errorText(error);
-  if (!(error instanceof ApiError) || error.status !== 400 || !error.message || state.lang === "en") return [text];
+// An API error's code has its text in the admin's language. Without one, the API's sentence (English)
+// follows a headline in the admin's language.
+function serverError(error, headlineKey, vars) {
+  const text = errorText(error, vars);
+  if (codeText(error, vars) || !(error instanceof ApiError) || error.status !== 400 || !error.message || state.lang === "en") {
+    return [text];
+  }
   return [t(headlineKey), text];
+}
+
+function codeText(error, vars) {
+  if (!(error instanceof ApiError) || !error.code) return "";
+  const key = `code.${error.code}`;
+  return key in state.messages ? t(key, vars) : "";
 }
 
 function errorLines(lines) {
@@ -236,19 +254,44 @@ function errorLines(lines) {
   return h("span", {}, second ? h("strong", { class: "error-headline", text: first }) : first, second ? h("span", { class: "error-detail", text: second }) : null);
 }
 
-function errorText(error) {
+function errorText(error, vars) {
   if (!(error instanceof ApiError) || error.status === 0) return t("error.network");
+  const known = codeText(error, vars);
+  if (known) return known;
   if (error.status >= 500) return t("error.busy");
   return error.message || t("error.generic");
 }
 
 // --- health ---------------------------------------------------------------------------------------
 
+function platformHealth(channel) {
+  return (state.health && state.health[channel.id]) || null;
+}
+
+// The channel's state as the admin should see it, most urgent first; `fix` names the action that mends it.
 function channelHealth(channel) {
-  if (channel.state !== "active") return { level: "off", label: t("health.disconnected") };
-  if (channel.last_error) return { level: "error", label: t("health.error"), detail: channel.last_error };
-  if (!channel.webhook_url) return { level: "warn", label: t("health.noWebhook"), detail: t("health.noWebhookDetail") };
+  if (channel.state === "disconnected") return { level: "off", label: t("health.disconnected") };
+  const platform = platformHealth(channel);
+  const name = platformLabel(channel);
+  if (platform && platform.token_rejected) {
+    return { level: "error", label: t("health.tokenRejected"), detail: t("health.tokenRejectedDetail", { platform: name }), fix: "token" };
+  }
+  if (platform && (platform.webhook === "not_set" || platform.webhook === "elsewhere")) {
+    const detail = t(platform.webhook === "elsewhere" ? "health.webhookElsewhere" : "health.webhookNotSet", { platform: name });
+    return { level: "error", label: t("health.noWebhook"), detail, fix: "webhook" };
+  }
+  if (channel.state === "paused") return { level: "paused", label: t("health.paused") };
+  if (platform && platform.last_error && Date.now() - platform.last_error_at_ms < RECENT_ERROR_MS) {
+    const detail = t("health.lastError", { platform: name, when: timeAgo(platform.last_error_at_ms), error: platform.last_error });
+    return { level: "warn", label: t("health.deliveryErrors"), detail };
+  }
   return { level: "ok", label: t("health.healthy") };
+}
+
+function fixAction(channel, fix, button) {
+  if (fix === "token") return { label: t("fix.action"), run: () => openTokenDialog(channel) };
+  if (fix === "webhook") return { label: t("webhook.action"), run: (event) => registerWebhook(channel, event.currentTarget) };
+  return null;
 }
 
 const DAY = 86400000;
@@ -293,23 +336,28 @@ function issuesOf(overview) {
       });
     }
   }
-  const active = overview.channels.filter((c) => c.state === "active");
-  for (const channel of active) {
+  const shown = overview.channels.filter((c) => c.state !== "disconnected");
+  for (const channel of shown) {
     const health = channelHealth(channel);
-    if (health.level === "ok") continue;
-    issues.push({
-      level: health.level,
-      title: t("issue.channelTitle", { name: channel.name }),
-      detail: health.detail || health.label,
-      action: { label: t("issue.channelAction"), run: () => openAddDialog(channel) },
-    });
+    if (health.level === "error" || health.level === "warn") {
+      const title = { token: "issue.botTokenTitle", webhook: "issue.webhookTitle" }[health.fix] || "issue.channelTitle";
+      issues.push({ level: health.level, title: t(title, { name: channel.name }), detail: health.detail || health.label, action: fixAction(channel, health.fix) });
+    }
+    if (channel.state === "paused") {
+      issues.push({
+        level: "info",
+        title: t("issue.pausedTitle", { name: channel.name }),
+        detail: channel.held_messages ? tn("issue.pausedHeld", channel.held_messages) : t("issue.pausedNone"),
+        action: { label: t("pause.resume"), run: (event) => resumeChannel(channel, event.currentTarget) },
+      });
+    }
   }
-  if (!active.length) {
+  if (!shown.length) {
     issues.push({
       level: "info",
       title: t("issue.noChannelTitle"),
       detail: t("issue.noChannelDetail"),
-      action: { label: t("channels.add"), run: () => openAddDialog() },
+      action: { label: t("channels.add"), run: () => openTokenDialog() },
     });
   }
   if (overview.pipelines_error) {
@@ -397,7 +445,8 @@ function renderIssue(issue) {
   } else if (issue.action) {
     action = h(
       "button",
-      { class: "btn btn-secondary", type: "button", onclick: issue.action.run },
+      { class: `btn ${issue.level === "error" ? "btn-danger" : "btn-secondary"}`, type: "button", onclick: issue.action.run },
+      spinner(),
       h("span", { class: "btn-label", text: issue.action.label }),
     );
   }
@@ -421,6 +470,20 @@ function platformLabel(channel) {
   return channel.platform === "telegram" ? "Telegram" : channel.platform;
 }
 
+function webhookFact(platform) {
+  if (!platform && state.health === null) return h("dd", { class: "is-pending" }, spinner(), t("channel.webhookChecking"));
+  if (!platform || platform.token_rejected || platform.unreachable || platform.webhook === "unknown") {
+    const why = platform ? platform.reason : "";
+    return h("dd", { title: why || "" }, h("span", { class: "is-muted" }, icon("info", "icon-sm")), t("channel.webhookUnknown"));
+  }
+  if (platform.webhook === "registered") {
+    const pending = platform.pending_updates ? ` · ${tn("channel.pending", platform.pending_updates)}` : "";
+    return h("dd", {}, h("span", { class: "is-ok" }, icon("check", "icon-sm")), t("channel.webhookOk"), pending);
+  }
+  const label = platform.webhook === "elsewhere" ? t("channel.webhookElsewhere") : t("channel.webhookMissing");
+  return h("dd", {}, h("span", { class: "is-bad" }, icon("close", "icon-sm")), label);
+}
+
 class ChannelCard {
   constructor(channel) {
     this.id = channel.id;
@@ -433,6 +496,7 @@ class ChannelCard {
     this.badge = h("span", { class: "badge" });
     this.facts = h("dl", { class: "channel-facts" });
     this.errorLine = h("div", { class: "channel-error", hidden: true });
+    this.pausedLine = h("div", { class: "channel-paused", hidden: true });
     this.toggle = h(
       "button",
       {
@@ -451,6 +515,19 @@ class ChannelCard {
       icon("trash", "icon-sm"),
       h("span", { class: "btn-label", text: t("channel.remove") }),
     );
+    this.pauseIcon = h("span", { class: "btn-icon-default" });
+    this.pauseLabel = h("span", { class: "btn-label" });
+    this.pauseButton = h(
+      "button",
+      {
+        class: "btn btn-ghost pause-toggle",
+        type: "button",
+        onclick: () => (this.channel.state === "paused" ? resumeChannel(this.channel, this.pauseButton) : openPauseDialog(this)),
+      },
+      spinner(),
+      this.pauseIcon,
+      this.pauseLabel,
+    );
     this.form = new SettingsForm(this, channel);
     this.panel = h("div", { class: "settings", id: this.panelId, hidden: true }, this.form.el);
     this.el = h(
@@ -458,8 +535,9 @@ class ChannelCard {
       { class: "card channel", "data-channel-id": channel.id },
       h("div", { class: "channel-head" }, telegramLogo(), h("div", { class: "channel-id" }, this.title, this.sub), this.badge),
       this.facts,
+      this.pausedLine,
       this.errorLine,
-      h("div", { class: "channel-actions" }, this.toggle, this.removeButton),
+      h("div", { class: "channel-actions" }, this.toggle, h("div", { class: "channel-actions-end" }, this.pauseButton, this.removeButton)),
       this.panel,
     );
     this.update(channel);
@@ -472,12 +550,46 @@ class ChannelCard {
     const health = channelHealth(channel);
     this.badge.className = `badge badge-${health.level}`;
     this.badge.textContent = health.label;
-    this.errorLine.hidden = health.level !== "error";
-    this.errorLine.replaceChildren(icon("alert", "icon-sm"), h("span", { text: health.detail || "" }));
+    this.el.classList.toggle("is-paused", channel.state === "paused");
 
-    const webhook = channel.webhook_url
-      ? h("dd", {}, h("span", { class: "is-ok" }, icon("check", "icon-sm")), t("channel.webhookOk"))
-      : h("dd", {}, h("span", { class: "is-bad" }, icon("close", "icon-sm")), t("channel.webhookMissing"));
+    // What is wrong, in words, with the button that mends it.
+    const problem = health.level === "error" || health.level === "warn";
+    const signature = JSON.stringify([health.level, health.detail, health.fix]);
+    if (signature !== this.errorSignature) {
+      this.errorSignature = signature;
+      const action = problem ? fixAction(channel, health.fix) : null;
+      this.errorLine.className = `channel-error is-${health.level}`;
+      this.errorLine.hidden = !problem;
+      this.errorLine.replaceChildren();
+      append(this.errorLine, [
+        icon("alert", "icon-sm"),
+        h("span", { class: "channel-error-text", text: health.detail || "" }),
+        action
+          ? h(
+              "button",
+              { class: `btn btn-sm ${health.level === "error" ? "btn-danger" : "btn-secondary"}`, type: "button", onclick: action.run },
+              spinner(),
+              h("span", { class: "btn-label", text: action.label }),
+            )
+          : null,
+      ]);
+    }
+
+    // Paused: what happens meanwhile, and how much waits.
+    const paused = channel.state === "paused";
+    this.pausedLine.hidden = !paused;
+    if (paused) {
+      const since = channel.paused_at_ms ? t("pause.since", { when: timeAgo(channel.paused_at_ms) }) : t("pause.now");
+      const held = channel.held_messages ? tn("pause.held", channel.held_messages) : t("pause.heldNone");
+      this.pausedLine.replaceChildren(icon("pause", "icon-sm"), h("span", {}, h("strong", { text: since }), " ", held));
+    }
+    if (!this.pauseButton.classList.contains("is-busy")) {
+      this.pauseButton.className = `btn pause-toggle ${paused ? "btn-primary" : "btn-ghost"}`;
+      this.pauseIcon.replaceChildren(icon(paused ? "play" : "pause", "icon-sm"));
+      this.pauseLabel.textContent = paused ? t("pause.resume") : t("pause.pause");
+    }
+
+    const webhook = webhookFact(platformHealth(channel));
     const last = channel.last_message_at_ms
       ? h("dd", { title: formatDateTime(channel.last_message_at_ms), text: timeAgo(channel.last_message_at_ms) })
       : h("dd", { text: t("channel.noMessages") });
@@ -732,12 +844,12 @@ class SettingsForm {
   }
 
   showError(error) {
-    const message = errorText(error);
+    const message = error instanceof ApiError ? `${error.code} ${error.message}` : "";
     this.error.replaceChildren(icon("alert", "icon-sm"), errorLines(serverError(error, "form.errorRejected")));
     this.error.hidden = false;
-    const field = { source_name: this.source, pipeline_id: this.pipeline, robot_label: this.robot }[
-      FIELDS.find((name) => message.includes(name))
-    ];
+    // The error's code (invalid_pipeline, ...) or its sentence names the field.
+    const named = FIELDS.find((name) => message.includes(name)) || (message.includes("invalid_pipeline") ? "pipeline_id" : "");
+    const field = { source_name: this.source, pipeline_id: this.pipeline, robot_label: this.robot }[named];
     if (field) {
       field.setAttribute("aria-invalid", "true");
       field.setAttribute("aria-describedby", `${field.getAttribute("aria-describedby").split(" ")[0]} ${this.ids.error}`);
@@ -779,7 +891,7 @@ function replaceChannel(channel) {
 }
 
 function recount(channels, stats) {
-  const active = channels.filter((c) => c.state === "active");
+  const active = channels.filter((c) => c.state !== "disconnected");
   return {
     ...stats,
     channels: active.length,
@@ -790,8 +902,8 @@ function recount(channels, stats) {
 
 function renderChannels(overview) {
   const view = state.view;
-  const active = overview.channels.filter((c) => c.state === "active");
-  const removed = overview.channels.filter((c) => c.state !== "active");
+  const active = overview.channels.filter((c) => c.state !== "disconnected");
+  const removed = overview.channels.filter((c) => c.state === "disconnected");
   view.channelCount.textContent = active.length ? tn("channels.count", active.length) : "";
 
   if (!active.length) {
@@ -839,7 +951,7 @@ function renderChannels(overview) {
 function renderOverview() {
   const overview = state.overview;
   // The status header is rebuilt only when what it shows changed, keeping the focus where it was.
-  const signature = JSON.stringify([overview.account, overview.stats, overview.pipelines_error, overview.channels.map(statusKey)]);
+  const signature = JSON.stringify([overview.account, overview.stats, overview.pipelines_error, overview.channels.map(statusKey), state.health]);
   if (signature !== state.view.statusSignature) {
     const focused = state.view.status.contains(document.activeElement) ? document.activeElement.textContent : null;
     state.view.status.replaceWith((state.view.status = renderStatus(overview)));
@@ -853,14 +965,14 @@ function renderOverview() {
 }
 
 function statusKey(channel) {
-  return [channel.id, channel.name, channel.state, channel.webhook_url, channel.last_error || ""];
+  return [channel.id, channel.name, channel.state, channel.held_messages];
 }
 
 function buildLayout() {
   const main = document.getElementById("main");
   const addButton = h(
     "button",
-    { class: "btn btn-primary", type: "button", onclick: () => openAddDialog() },
+    { class: "btn btn-primary", type: "button", onclick: () => openTokenDialog() },
     icon("plus", "icon-sm"),
     h("span", { class: "btn-label", text: t("channels.add") }),
   );
@@ -876,7 +988,7 @@ function buildLayout() {
       h("p", { text: t("empty.text") }),
       h(
         "button",
-        { class: "btn btn-primary", type: "button", onclick: () => openAddDialog() },
+        { class: "btn btn-primary", type: "button", onclick: () => openTokenDialog() },
         icon("plus", "icon-sm"),
         h("span", { class: "btn-label", text: t("channels.add") }),
       ),
@@ -918,14 +1030,70 @@ function buildLayout() {
 async function refreshOverview(manual) {
   if (manual) state.view.refreshButton.disabled = true;
   try {
+    const health = loadHealth(manual);
     state.overview = await api("GET", "overview");
     renderOverview();
+    await health;
     if (manual) toast(t("top.refreshed"));
   } catch (error) {
     if (isSessionError(error)) return signedOut(error);
     if (manual) toast(errorText(error));
   } finally {
     if (manual) state.view.refreshButton.disabled = false;
+  }
+}
+
+// What the platforms say: asked after the view is up (it waits on them), `fresh` past the bridge's
+// few-seconds memory of it. A failure leaves the last answer in place: the window works without it.
+async function loadHealth(fresh) {
+  try {
+    const { channels } = await api("GET", fresh ? "health?fresh=1" : "health");
+    state.health = Object.fromEntries(channels.map((c) => [c.id, c]));
+    if (!performance.getEntriesByName("bridge:health").length) performance.mark("bridge:health");
+  } catch (error) {
+    if (isSessionError(error)) return signedOut(error);
+    if (state.health === null) state.health = {};
+    return;
+  }
+  if (state.view && document.documentElement.dataset.state === "ready") renderOverview();
+}
+
+// --- channel actions ------------------------------------------------------------------------------
+
+async function channelCall(button, busyLabel, path, body) {
+  if (button) setBusy(button, true, busyLabel);
+  try {
+    const { channel } = await api("POST", path, body);
+    replaceChannel(channel);
+    return channel;
+  } finally {
+    if (button && document.contains(button)) setBusy(button, false);
+    if (state.view) renderOverview(); // the button's label follows the channel's new state
+  }
+}
+
+async function resumeChannel(channel, button) {
+  try {
+    const resumed = await channelCall(button, t("pause.resuming"), `channels/${encodeURIComponent(channel.id)}/resume`);
+    toast(resumed.held_messages ? tn("pause.resumedHeld", resumed.held_messages, { name: resumed.name }) : t("pause.resumed", { name: resumed.name }));
+    const card = state.cards.get(resumed.id);
+    if (card && button && !document.contains(button)) card.pauseButton.focus();
+    // The held messages leave the lot as they are carried: show it shrink.
+    setTimeout(() => refreshOverview(false), 1500);
+  } catch (error) {
+    if (isSessionError(error)) return signedOut(error);
+    toast(errorText(error), "error");
+  }
+}
+
+async function registerWebhook(channel, button) {
+  try {
+    await channelCall(button, t("webhook.registering"), `channels/${encodeURIComponent(channel.id)}/webhook`);
+    await loadHealth(false);
+    toast(t("webhook.done", { name: channel.name }));
+  } catch (error) {
+    if (isSessionError(error)) return signedOut(error);
+    toast(errorText(error, { name: channel.name }), "error");
   }
 }
 
@@ -953,7 +1121,9 @@ function closeDialog(el, returnFocus) {
   if (returnFocus && document.contains(returnFocus)) returnFocus.focus();
 }
 
-function openAddDialog(reconnecting) {
+// Connect a new bot, or (`fixing` a channel) give a connected bot its new token: the same dialog, checked
+// live with Telegram either way.
+function openTokenDialog(fixing) {
   const opener = document.activeElement;
   const ids = { title: nextId("add-title"), text: nextId("add-text"), input: nextId("token"), hint: nextId("token-hint"), error: nextId("token-error") };
   const input = h("input", {
@@ -975,9 +1145,20 @@ function openAddDialog(reconnecting) {
     "button",
     { class: "btn btn-primary", type: "submit" },
     spinner(),
-    h("span", { class: "btn-label", text: t("add.connect") }),
+    h("span", { class: "btn-label", text: fixing ? t("fix.save") : t("add.connect") }),
   );
   const cancel = h("button", { class: "btn btn-secondary", type: "button" }, t("add.cancel"));
+  const steps = fixing
+    ? [
+        h("li", {}, h("span", {}, t("add.step1a"), h("b", { text: "@BotFather" }), t("fix.step1b"))),
+        h("li", {}, h("span", { text: t("fix.step2", { name: fixing.name }) })),
+        h("li", {}, h("span", { text: t("fix.step3") })),
+      ]
+    : [
+        h("li", {}, h("span", {}, t("add.step1a"), h("b", { text: "@BotFather" }), t("add.step1b"))),
+        h("li", {}, h("span", { text: t("add.step2") })),
+        h("li", {}, h("span", { text: t("add.step3") })),
+      ];
 
   const showError = (lines) => {
     error.replaceChildren(icon("alert", "icon-sm"), errorLines(lines));
@@ -997,17 +1178,11 @@ function openAddDialog(reconnecting) {
       "div",
       { class: "modal-head" },
       telegramLogo(),
-      h("h2", { class: "modal-title", id: ids.title, text: reconnecting ? t("add.reconnectTitle", { name: reconnecting.name }) : t("add.title") }),
+      h("h2", { class: "modal-title", id: ids.title, text: fixing ? t("fix.title", { name: fixing.name }) : t("add.title") }),
       h("button", { class: "btn btn-ghost btn-icon", type: "button", "aria-label": t("add.close"), onclick: () => closeDialog(el, opener) }, icon("close")),
     ),
-    h(
-      "ol",
-      { class: "steps", id: ids.text },
-      h("li", {}, h("span", {}, t("add.step1a"), h("b", { text: "@BotFather" }), t("add.step1b"))),
-      h("li", {}, h("span", { text: t("add.step2") })),
-      h("li", {}, h("span", { text: t("add.step3") })),
-    ),
-    h("div", { class: "field" }, h("label", { class: "label", for: ids.input, text: t("add.tokenLabel") }), input, hint),
+    h("ol", { class: "steps", id: ids.text }, steps),
+    h("div", { class: "field" }, h("label", { class: "label", for: ids.input, text: fixing ? t("fix.tokenLabel") : t("add.tokenLabel") }), input, hint),
     error,
     h("div", { class: "modal-foot" }, cancel, submit),
   );
@@ -1056,17 +1231,20 @@ function openAddDialog(reconnecting) {
     input.readOnly = true;
     cancel.disabled = true;
     try {
-      const { channel } = await api("POST", "channels", { platform: "telegram", token });
+      const { channel } = fixing
+        ? await api("POST", `channels/${encodeURIComponent(fixing.id)}/token`, { token })
+        : await api("POST", "channels", { platform: "telegram", token });
       closeDialog(el);
       replaceChannel(channel);
       const card = state.cards.get(channel.id);
-      toast(t("add.connected", { name: channel.name }));
+      toast(fixing ? t("fix.done", { name: channel.name }) : t("add.connected", { name: channel.name }));
       if (card) {
-        card.setOpen(true);
+        if (!fixing) card.setOpen(true);
         card.highlight();
         card.el.scrollIntoView({ block: "nearest" });
         card.title.focus();
       }
+      loadHealth(false);
     } catch (failure) {
       if (isSessionError(failure)) {
         closeDialog(el);
@@ -1075,7 +1253,7 @@ function openAddDialog(reconnecting) {
       setBusy(submit, false);
       input.readOnly = false;
       cancel.disabled = false;
-      showError(serverError(failure, "add.errorRejected"));
+      showError(serverError(failure, "add.errorRejected", { name: fixing ? fixing.name : "" }));
       input.focus();
       input.select();
     }
@@ -1141,6 +1319,69 @@ function openRemoveDialog(card) {
   keep.focus();
 }
 
+function openPauseDialog(card) {
+  const opener = document.activeElement;
+  const channel = card.channel;
+  const ids = { title: nextId("pause-title"), text: nextId("pause-text") };
+  const keep = h("button", { class: "btn btn-secondary", type: "button", autofocus: true }, t("pause.keep"));
+  const confirm = h(
+    "button",
+    { class: "btn btn-primary", type: "submit" },
+    spinner(),
+    h("span", { class: "btn-label", text: t("pause.confirm") }),
+  );
+  const error = h("div", { class: "form-error", role: "alert", hidden: true });
+  const form = h(
+    "form",
+    { class: "modal-body", method: "dialog" },
+    h(
+      "div",
+      { class: "modal-head" },
+      h("span", { class: "pause-art" }, icon("pause")),
+      h("h2", { class: "modal-title", id: ids.title, text: t("pause.title", { name: channel.name }) }),
+    ),
+    h(
+      "ul",
+      { class: "pause-facts", id: ids.text },
+      h("li", {}, icon("check", "icon-sm"), h("span", { text: t("pause.factHeld") })),
+      h("li", {}, icon("close", "icon-sm"), h("span", { text: t("pause.factReplies") })),
+      h("li", {}, icon("play", "icon-sm"), h("span", { text: t("pause.factResume") })),
+    ),
+    error,
+    h("div", { class: "modal-foot" }, keep, confirm),
+  );
+  const el = dialog(ids.title, ids.text, form);
+  keep.addEventListener("click", () => closeDialog(el, opener));
+  el.addEventListener("cancel", (event) => {
+    event.preventDefault();
+    closeDialog(el, opener);
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    setBusy(confirm, true, t("pause.pausing"));
+    keep.disabled = true;
+    try {
+      const { channel: paused } = await api("POST", `channels/${encodeURIComponent(channel.id)}/pause`);
+      closeDialog(el);
+      replaceChannel(paused);
+      toast(t("pause.done", { name: paused.name }));
+      const again = state.cards.get(paused.id);
+      if (again) again.pauseButton.focus();
+    } catch (failure) {
+      if (isSessionError(failure)) {
+        closeDialog(el);
+        return signedOut(failure);
+      }
+      setBusy(confirm, false);
+      keep.disabled = false;
+      error.replaceChildren(icon("alert", "icon-sm"), h("span", { text: errorText(failure) }));
+      error.hidden = false;
+    }
+  });
+  el.showModal();
+  keep.focus();
+}
+
 // --- whole-page states ----------------------------------------------------------------------------
 
 function gate({ error, title, text, detail, retry }) {
@@ -1177,7 +1418,7 @@ function signedOut(error, refusedTicket) {
   gate({
     title: t({ link: "gate.linkTitle", expired: "gate.expiredTitle", outside: "gate.title" }[kind]),
     text: t({ link: "gate.linkText", expired: "gate.expiredText", outside: "gate.text" }[kind]),
-    detail: error && error.message ? t("gate.detail", { reason: error.message }) : "",
+    detail: error && error.message ? t("gate.detail", { reason: codeText(error) || error.message }) : "",
   });
 }
 
@@ -1230,6 +1471,8 @@ async function start() {
     renderOverview();
     document.documentElement.dataset.state = "ready";
     scheduleRefresh();
+    // After the first view is painted: the platforms take their time to answer.
+    requestAnimationFrame(() => setTimeout(() => loadHealth(false), 0));
   }
   // The next frame is painted with the view: mark it just after.
   requestAnimationFrame(() => setTimeout(markFirstView, 0));
