@@ -108,9 +108,7 @@ class Webhooks:
             # Platforms retry until they get a 2xx, so a bus failure answers 503 and nothing is lost; the
             # events published before it are deduplicated by their ids when the request comes again.
             for event in events:
-                await self._publisher.publish(
-                    Stream.INBOUND, f"{connection_id}:{event.chat_id}", event, event.event_id
-                )
+                await self._publisher.publish(Stream.INBOUND, f"{connection_id}:{event.chat_id}", event, event.event_id)
         except BridgeError as exc:
             self._log_refusal("messenger webhook refused", exc, connection_id=connection_id)
             return error_response(exc)

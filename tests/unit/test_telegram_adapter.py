@@ -679,8 +679,8 @@ async def test_registry_adapter_uses_the_client(http: httpx.AsyncClient, emulato
     with pytest.raises(AuthError):
         adapter.verify_webhook({"X-Telegram-Bot-Api-Secret-Token": "nope"}, body, "Sec_ret")
     adapter.verify_webhook({"X-Telegram-Bot-Api-Secret-Token": "Sec_ret"}, body, "Sec_ret")
-    event = adapter.parse_webhook(body, "c9")
-    assert event is not None and event.content.text.body == "hey"
+    (event,) = adapter.parse_webhook(body, "c9")
+    assert event.content.text.body == "hey"
 
 
 async def test_webhook_health_reports_what_get_webhook_info_says(
