@@ -17,6 +17,7 @@ from libs.kommo.emulator.accounts import create_account_emulator
 from libs.logs import configure_logging
 from libs.messengers.telegram.emulator import create_telegram_emulator
 from libs.messengers.telegram.flood import FloodLimits
+from libs.messengers.whatsapp.emulator import create_whatsapp_emulator
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ async def serve_all(apps: dict[str, tuple[ASGIApp, int]], host: str = "127.0.0.1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Serve the Kommo and Telegram emulators.")
+    parser = argparse.ArgumentParser(description="Serve the Kommo, Telegram and WhatsApp emulators.")
     parser.add_argument("--host", default="127.0.0.1", help="address every emulator binds (default: loopback)")
     parser.add_argument("--kommo-port", type=int, required=True)
     parser.add_argument("--telegram-port", type=int, required=True)
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--channel-code", default="amo.ext.sandbox")
     parser.add_argument("--hook-url", required=True, help="the channel webhook URL, with :scope_id")
     parser.add_argument("--telegram-limits", choices=["on", "off"], default="on")
+    parser.add_argument("--whatsapp-port", type=int, default=0, help="the WhatsApp Cloud API emulator (0: none)")
     parser.add_argument("--accounts-port", type=int, required=True, help="Kommo's account side (OAuth, REST)")
     parser.add_argument("--client-id", required=True, help="the integration's OAuth client id")
     parser.add_argument("--client-secret-file", required=True, help="file holding the integration's secret")
@@ -77,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "kommo-accounts": (accounts_app, args.accounts_port),
         "telegram": (telegram_app, args.telegram_port),
     }
+    if args.whatsapp_port:
+        apps["whatsapp"] = (create_whatsapp_emulator().app, args.whatsapp_port)
     asyncio.run(serve_all(apps, host=args.host))
 
 

@@ -65,6 +65,7 @@ class Stack:
         self.gateway_port = self.gateway_port or free_port()
         self.auth_port, self.router_port = free_port(), free_port()
         self.kommo_port, self.telegram_port, self.accounts_port = free_port(), free_port(), free_port()
+        self.whatsapp_port = free_port()
         self.master_keys = os.environ.get("BRIDGE_MASTER_KEYS") or _private_file(
             secrets_dir / "master_keys", generate_key_spec("k1")
         )
@@ -104,6 +105,11 @@ class Stack:
     def telegram_url(self) -> str:
         return f"http://127.0.0.1:{self.telegram_port}"
 
+    @property
+    def whatsapp_url(self) -> str:
+        """The WhatsApp emulator's host; Graph calls go to `whatsapp_url + "/v23.0"`."""
+        return f"http://127.0.0.1:{self.whatsapp_port}"
+
     def env(self) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items() if not key.startswith("BRIDGE_")}
         env.update(
@@ -125,6 +131,7 @@ class Stack:
                 {
                     "BRIDGE_KOMMO_AMOJO_URL": self.kommo_url,
                     "BRIDGE_TELEGRAM_API_URL": self.telegram_url,
+                    "BRIDGE_WHATSAPP_GRAPH_URL": f"{self.whatsapp_url}/v23.0",
                     "BRIDGE_KOMMO_CHANNEL_ID": self.channel_id,
                     "BRIDGE_KOMMO_CHANNEL_SECRET": self.channel_secret,
                     "BRIDGE_KOMMO_CHANNEL_CODE": "amo.ext.sandbox",
@@ -169,6 +176,7 @@ class Stack:
                     "--channel-secret-file", str(self.channel_secret_file),
                     "--hook-url", f"{self.public_url}/webhooks/kommo/:scope_id",
                     "--telegram-limits", "on" if self.telegram_limits else "off",
+                    "--whatsapp-port", str(self.whatsapp_port),
                 ],
             )  # fmt: skip
             emulators.start()

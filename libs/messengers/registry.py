@@ -144,8 +144,9 @@ class MessengerAdapter(Protocol):
 
 def _adapters() -> dict[int, MessengerAdapter]:
     from libs.messengers.telegram.adapter import TelegramAdapter
+    from libs.messengers.whatsapp.adapter import WhatsAppAdapter
 
-    return {adapter.platform: adapter for adapter in (TelegramAdapter(),)}
+    return {adapter.platform: adapter for adapter in (TelegramAdapter(), WhatsAppAdapter())}
 
 
 _BY_PLATFORM: dict[int, MessengerAdapter] = {}

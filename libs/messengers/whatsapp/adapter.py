@@ -1,0 +1,213 @@
+"""The WhatsApp adapter: both directions of the translation between the Cloud API and canonical events.
+
+Inbound (used by the gateway): Meta checks a webhook URL with a GET handshake (`hub.mode=subscribe`,
+`hub.verify_token`, `hub.challenge`) and signs every POST with `X-Hub-Signature-256: sha256=<hex
+HMAC-SHA256(app secret, raw body)>`. The verify token is the connection's webhook secret, which the bridge
+chooses and registers as a phone-number webhook override; the app secret is Meta's, kept per connection
+(`messenger.app_secret`). Both are compared in constant time, the signature over the exact bytes received:
+Meta signs its unicode-escaped JSON, so a body parsed and written again no longer matches. `inbound`
+turns a notification into events. Outbound (used by messenger_sender): `outbound` and `media` through the
+Graph client of `cloud_api`; the connection's "token" is its `CloudCredentials` in their stored form.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Final
+
+import httpx
+from kommo_bridge.events.v1 import content_pb2, events_pb2
+
+from libs.errors import AuthError, BadRequestError, CredentialRejectedError, MissingCredentialError, NotFoundError
+from libs.messengers.registry import ChannelIdentity, FileStream, MediaLimits, WebhookHealth
+from libs.messengers.whatsapp.cloud_api import CloudCredentials, GraphClient
+from libs.messengers.whatsapp.inbound import parse_notification
+from libs.messengers.whatsapp.media import open_download, whatsapp_media_limits
+from libs.messengers.whatsapp.outbound import OutboundSender, edit_refused
+from libs.secret_names import MESSENGER_APP_SECRET
+
+if TYPE_CHECKING:
+    from libs.config import Settings
+
+SIGNATURE_HEADER: Final = "X-Hub-Signature-256"
+SIGNATURE_PREFIX: Final = "sha256="
+VARIATION_SELECTOR: Final = "\ufe0f"
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    wanted = name.lower()
+    return next((value for key, value in headers.items() if key.lower() == wanted), None)
+
+
+def signature(app_secret: str, body: bytes) -> str:
+    """The `X-Hub-Signature-256` value Meta sends with `body`."""
+    return SIGNATURE_PREFIX + hmac.new(app_secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(headers: Mapping[str, str], body: bytes, app_secret: str) -> None:
+    """The POST came from Meta: its signature is the app secret's HMAC of these exact bytes. An empty
+    app secret never passes: it would make every request look authentic."""
+    received = _header(headers, SIGNATURE_HEADER)
+    if not received:
+        raise MissingCredentialError(f"whatsapp webhook: header {SIGNATURE_HEADER} is missing")
+    if not app_secret:
+        raise AuthError("whatsapp webhook: no app secret is configured for this connection")
+    if not received.startswith(SIGNATURE_PREFIX):
+        raise AuthError(f"whatsapp webhook: header {SIGNATURE_HEADER} is not '{SIGNATURE_PREFIX}<hex>'")
+    if not hmac.compare_digest(received.lower().encode("ascii", "replace"), signature(app_secret, body).encode()):
+        raise AuthError(f"whatsapp webhook: header {SIGNATURE_HEADER} does not match the body")
+
+
+def verification_challenge(query: Mapping[str, str], verify_token: str) -> str:
+    """Meta's GET check of the callback URL: the challenge to echo when the mode is `subscribe` and the
+    verify token is the connection's; AuthError (answered 403) otherwise."""
+    if query.get("hub.mode") != "subscribe":
+        raise AuthError("whatsapp webhook check: hub.mode is not 'subscribe'")
+    received = query.get("hub.verify_token") or ""
+    if not verify_token or not hmac.compare_digest(received.encode("utf-8"), verify_token.encode("utf-8")):
+        raise AuthError("whatsapp webhook check: hub.verify_token does not match the connection's")
+    challenge = query.get("hub.challenge") or ""
+    if not challenge:
+        raise AuthError("whatsapp webhook check: hub.challenge is missing")
+    return challenge
+
+
+def whatsapp_reaction(emoji: str) -> str | None:
+    """WhatsApp takes any single emoji as a reaction; text is not one."""
+    plain = emoji.strip()
+    if not plain or any(c.isascii() and c.isalnum() for c in plain) or len(plain.replace(VARIATION_SELECTOR, "")) > 8:
+        return None
+    return plain
+
+
+class WhatsAppAdapter:
+    """WhatsApp Cloud API behind the messenger-agnostic interface the services use."""
+
+    platform: content_pb2.Platform.ValueType = content_pb2.PLATFORM_WHATSAPP
+    name: str = "whatsapp"
+    webhook_secret_kind: str = MESSENGER_APP_SECRET
+
+    def api_base_url(self, settings: Settings) -> str:
+        return settings.whatsapp_graph_url
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes, secret: str) -> None:
+        verify_signature(headers, body, secret)
+
+    def verify_handshake(self, query: Mapping[str, str], secret: str) -> str:
+        return verification_challenge(query, secret)
+
+    def parse_webhook(self, body: bytes, connection_id: str) -> list[events_pb2.InboundMessage]:
+        return parse_notification(body, connection_id)
+
+    @staticmethod
+    def _client(http: httpx.AsyncClient, base_url: str, token: str) -> GraphClient:
+        return GraphClient(base_url, CloudCredentials.parse(token), http)
+
+    async def check_credentials(self, http: httpx.AsyncClient, base_url: str, token: str) -> ChannelIdentity:
+        """The number behind the credential, and that it belongs to the business account named with it."""
+        client = self._client(http, base_url, token)
+        try:
+            number = await client.phone_number()
+            numbers = await client.account_phone_numbers()
+        except NotFoundError as exc:  # Graph's answer for an id the token may not see, too
+            raise CredentialRejectedError(
+                f"whatsapp: the access token cannot reach this number or account ({exc})"
+            ) from None
+        phone_number_id = client.credentials.phone_number_id
+        if not any(str(n.get("id")) == phone_number_id for n in numbers):
+            raise CredentialRejectedError(
+                f"whatsapp: phone number {phone_number_id} is not a number of business account "
+                f"{client.credentials.waba_id}"
+            )
+        name = str(number.get("verified_name") or "")
+        phone = str(number.get("display_phone_number") or "")
+        display = f"{name} ({phone})" if name and phone else name or phone or phone_number_id
+        return ChannelIdentity(external_id=phone_number_id, display_name=display)
+
+    async def register_webhook(self, http: httpx.AsyncClient, base_url: str, token: str, url: str, secret: str) -> None:
+        """Subscribe the app to the business account, then point this number's webhooks at `url` with
+        `secret` as the verify token (Meta checks it with the GET handshake before it answers)."""
+        client = self._client(http, base_url, token)
+        await client.subscribe_app()
+        await client.set_callback(url, secret)
+
+    async def webhook_health(self, http: httpx.AsyncClient, base_url: str, token: str) -> WebhookHealth:
+        """Where Meta sends this number's webhooks. Graph reports no backlog or delivery errors."""
+        configuration = await self._client(http, base_url, token).webhook_configuration()
+        url = next(
+            (
+                value
+                for key in ("phone_number", "whatsapp_business_account", "application")
+                if isinstance(value := configuration.get(key), str) and value
+            ),
+            "",
+        )
+        return WebhookHealth(url=url, pending_updates=0, last_error_at_ms=0, last_error_message="")
+
+    async def send(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        token: str,
+        chat_id: str,
+        content: content_pb2.Content,
+        reply_to: str = "",
+        limits: MediaLimits | None = None,
+    ) -> str:
+        upload_limit = limits.upload_bytes if limits is not None else None
+        sender = OutboundSender(self._client(http, base_url, token), http, base_url, upload_limit)
+        return await sender.send(chat_id, content, reply_to)
+
+    async def edit(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        token: str,
+        chat_id: str,
+        platform_message_id: str,
+        content: content_pb2.Content,
+    ) -> None:
+        raise edit_refused()
+
+    async def react(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        token: str,
+        chat_id: str,
+        platform_message_id: str,
+        emoji: str,
+        removed: bool,
+    ) -> bool:
+        allowed = None if removed else whatsapp_reaction(emoji)
+        if not removed and allowed is None:
+            return False
+        sender = OutboundSender(self._client(http, base_url, token), http, base_url)
+        await sender.react(chat_id, platform_message_id, allowed or "")
+        return True
+
+    def reaction_for(self, emoji: str) -> str | None:
+        return whatsapp_reaction(emoji)
+
+    async def typing(
+        self, http: httpx.AsyncClient, base_url: str, token: str, chat_id: str, last_client_message_id: str = ""
+    ) -> None:
+        """WhatsApp shows "typing…" on a client's message (marking it, and every earlier one, read)."""
+        if not last_client_message_id:
+            raise BadRequestError("whatsapp: a typing indicator needs the client's last message id")
+        await self._client(http, base_url, token).typing(last_client_message_id)
+
+    async def mark_read(self, http: httpx.AsyncClient, base_url: str, token: str, platform_message_id: str) -> None:
+        """Show the client's message (and every earlier one) as read."""
+        await self._client(http, base_url, token).mark_read(platform_message_id)
+
+    def media_limits(self, settings: Settings) -> MediaLimits:
+        return whatsapp_media_limits()
+
+    def open_file(
+        self, http: httpx.AsyncClient, base_url: str, token: str, file_ref: str
+    ) -> AbstractAsyncContextManager[FileStream]:
+        return open_download(http, base_url, token, file_ref)
