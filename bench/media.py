@@ -166,6 +166,14 @@ def report(results: dict[str, Any]) -> str:
         f"| client sends → download complete | {results['elapsed_s']:.1f} s |",
         f"| download alone | {results['download_s']:.1f} s ({mib / max(results['download_s'], 1e-9):.0f} MB/s) |",
         "",
+        *memory_table(results),
+    ]
+    return "\n".join(lines)
+
+
+def memory_table(results: dict[str, Any]) -> list[str]:
+    """Each service's resident memory before a transfer and its peak during it, as table rows."""
+    return [
         f"| process | resident memory before | peak during the transfer ({results['samples']} samples, "
         f"every {SAMPLE_INTERVAL_S * 1000:.0f} ms) |",
         "|---|---|---|",
@@ -174,20 +182,24 @@ def report(results: dict[str, Any]) -> str:
             for name, peak in results["peak_mib"].items()
         ),
     ]
-    return "\n".join(lines)
 
 
-def main() -> None:
+def run_alone(what: str, run: Callable[[Path, EmbeddedPostgres, EmbeddedNats], dict[str, Any]]) -> dict[str, Any]:
+    """A scenario run on its own (`python -m bench.media…`), with its own PostgreSQL and nats-server."""
     with tempfile.TemporaryDirectory(prefix="bridge-bench-media-") as tmp:
         data = Path(tmp)
         postgres = EmbeddedPostgres(data / "postgres")
         nats = EmbeddedNats(data / "nats")
         try:
-            print(f"media: a {SIZE_MB} MB file from a client into Kommo…", flush=True)
-            results = run_media(data, postgres, nats)
+            print(f"media: a {SIZE_MB} MB file {what}…", flush=True)
+            return run(data, postgres, nats)
         finally:
             nats.stop()
             postgres.stop()
+
+
+def main() -> None:
+    results = run_alone("from a client into Kommo", run_media)
     print()
     print(report(results))
     if not results["sha_equal"] or results["status"] != 200:

@@ -9,14 +9,13 @@ every 50 ms during the transfer. The bytes Telegram got must hash to the bytes t
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.media import SAMPLE_INTERVAL_S, SIZE_MB, RssSampler, file_chunks, run_on_local_api_stack
+from bench.media import RssSampler, file_chunks, memory_table, run_alone, run_on_local_api_stack
 from libs.devstack.embedded import EmbeddedNats, EmbeddedPostgres
 from libs.devstack.stack import SERVICES, Stack
 from tests.e2e.sandbox import Sandbox
@@ -94,28 +93,13 @@ def report(results: dict[str, Any]) -> str:
         f"| manager sends → status at Kommo | {results['elapsed_s']:.1f} s "
         f"({mib / max(results['elapsed_s'], 1e-9):.0f} MB/s) |",
         "",
-        f"| process | resident memory before | peak during the transfer ({results['samples']} samples, "
-        f"every {SAMPLE_INTERVAL_S * 1000:.0f} ms) |",
-        "|---|---|---|",
-        *(
-            f"| {name} | {results['before_mib'].get(name, 0):.0f} MiB | {peak:.0f} MiB |"
-            for name, peak in results["peak_mib"].items()
-        ),
+        *memory_table(results),
     ]
     return "\n".join(lines)
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="bridge-bench-media-out-") as tmp:
-        data = Path(tmp)
-        postgres = EmbeddedPostgres(data / "postgres")
-        nats = EmbeddedNats(data / "nats")
-        try:
-            print(f"media: a {SIZE_MB} MB file from a manager to a Telegram client…", flush=True)
-            results = run_media_outbound(data, postgres, nats)
-        finally:
-            nats.stop()
-            postgres.stop()
+    results = run_alone("from a manager to a Telegram client", run_media_outbound)
     print()
     print(report(results))
     if not results["sha_equal"] or results["status"] != DELIVERED:
