@@ -15,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import Column, Table, delete, exists, func, select, text, update
+from sqlalchemy import Column, Row, Table, delete, exists, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.bus.envelope import Delivery
@@ -67,10 +67,12 @@ class ParkingLot:
         *,
         repark_on: tuple[type[BaseException], ...] = (),
         why: str = "message held",
+        why_level: int = logging.WARNING,
         interval_s: float = RELEASE_INTERVAL_S,
     ) -> None:
         """`repark_on`: failures that mean the holder became held while its gate's cache did not know yet;
-        such a message is parked, in its place, instead of failing."""
+        such a message is parked, in its place, instead of failing. `why` is logged at `why_level` for
+        each parked message: a warning where holding means something needs an operator."""
         self._engine = engine
         self._publisher = publisher
         self._gate = gate
@@ -79,6 +81,7 @@ class ParkingLot:
         self._stream = place.stream
         self._repark_on = repark_on
         self._why = why
+        self._why_level = why_level
         self._interval = interval_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -141,7 +144,7 @@ class ParkingLot:
                     }
                 )
             )
-        log.warning(self._why, extra={self._holder.name: holder})
+        log.log(self._why_level, self._why, extra={self._holder.name: holder})
 
     async def delivered(self, held_id: int) -> None:
         async with self._engine.begin() as conn:
@@ -179,6 +182,11 @@ class ParkingLot:
                 released += await self._release(holder)
         return released
 
+    def released_together(self, rows: Sequence[Row[Any]]) -> Sequence[Row[Any]]:
+        """Which of a holder's parked messages (in order) one release publishes: all of them, unless the
+        lot must stop after a message whose work holds the holder again (the rest wait for its gate)."""
+        return rows
+
     async def _release(self, holder: str) -> int:
         """Re-publish one holder's parked messages in order (one releaser per holder at a time)."""
         published = 0
@@ -192,7 +200,7 @@ class ParkingLot:
             rows = (
                 await conn.execute(select(self._table).where(self._holder == holder, due).order_by(self._table.c.id))
             ).all()
-            for row in rows:
+            for row in self.released_together(rows):
                 headers = {RELEASED_HEADER: str(row.id)}
                 if row.message_type:
                     headers[TYPE_HEADER] = row.message_type

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
     true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -180,6 +181,40 @@ held_inbound = Table(
     _created_at(),
     Column("released_at", DateTime(timezone=True), nullable=True),
     Index("ix_held_inbound_connection", "connection_id", "id"),
+    comment="owner: router",
+)
+
+# router: the items of a manager's album (hooks sharing media_group_id), each with its command for
+# messenger_sender, kept until the album is flushed as one send (services/router/albums.py).
+album_items = Table(
+    "album_items",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("conversation_id", String(64), nullable=False),
+    Column("media_group_id", String(200), nullable=False),
+    Column("kommo_message_id", String(64), nullable=False, unique=True),
+    # The serialized DeliverToMessenger the item would have been sent with alone.
+    Column("command", LargeBinary, nullable=False),
+    _created_at(),
+    Column("flushed_at", DateTime(timezone=True), nullable=True),
+    Index("ix_album_items_pending", "conversation_id", "id", postgresql_where=text("flushed_at IS NULL")),
+    comment="owner: router",
+)
+
+# router: a conversation's Kommo events that came while an album of it was pending, parked in arrival
+# order (libs/bus/parking.py) and re-published once the album is out, so nothing overtakes it.
+held_outbound = Table(
+    "held_outbound",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("conversation_id", String(64), nullable=False),
+    Column("ordering_key", String(300), nullable=False),
+    Column("msg_id", String(300), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("message_type", String(200), nullable=False, server_default=""),
+    _created_at(),
+    Column("released_at", DateTime(timezone=True), nullable=True),
+    Index("ix_held_outbound_conversation", "conversation_id", "id"),
     comment="owner: router",
 )
 

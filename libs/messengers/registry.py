@@ -7,10 +7,10 @@ one line in `_ADAPTERS`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import httpx
 from kommo_bridge.events.v1 import content_pb2, events_pb2
@@ -140,6 +140,37 @@ class MessengerAdapter(Protocol):
     ) -> AbstractAsyncContextManager[FileStream]:
         """Open a client's file (a `Media.file_ref`) for reading; the response is closed on exit. Raises
         NotFoundError (the file is gone), TooLargeError (over the download limit), or the usual tree."""
+
+
+@runtime_checkable
+class AlbumSending(Protocol):
+    """What an adapter of a platform with albums adds (Telegram's sendMediaGroup); see `album_runs`."""
+
+    def album_runs(self, contents: Sequence[content_pb2.Content], limits: MediaLimits | None) -> list[list[int]]:
+        """The album cut into consecutive runs (indexes, in order) the platform shows as one album each;
+        a run of one item goes as a message of its own."""
+
+    async def send_album(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        token: str,
+        chat_id: str,
+        contents: Sequence[content_pb2.Content],
+        reply_to: str = "",
+        limits: MediaLimits | None = None,
+    ) -> list[str]:
+        """Send one run as one album; the platform's ids of its messages, in order. All or nothing."""
+
+
+def album_runs(
+    adapter: MessengerAdapter, contents: Sequence[content_pb2.Content], limits: MediaLimits | None
+) -> list[list[int]]:
+    """How a manager's album goes out: the platform's runs, or every item alone, in order, on a
+    platform without albums."""
+    if isinstance(adapter, AlbumSending):
+        return adapter.album_runs(contents, limits)
+    return [[index] for index in range(len(contents))]
 
 
 def _adapters() -> dict[int, MessengerAdapter]:

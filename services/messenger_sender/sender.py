@@ -5,6 +5,9 @@ A message already in `messenger_deliveries` is never sent again; its report is r
 called: if the sender dies during the call, the redelivered message finds the claim unsettled and is
 reported to Kommo as not confirmed (the manager can send it again) rather than risk showing the
 client the same message twice. A retryable failure we saw happen releases the claim and is retried.
+
+A manager's album comes as one command; each of its messages is claimed, settled and reported on its
+own, exactly like a single message, and the platform gets the album in as few calls as it allows.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from functools import partial
 
 import httpx
 from kommo_bridge.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -23,7 +27,7 @@ from libs.bus.consumer import DEFAULT_MAX_DELIVER
 from libs.config import Settings
 from libs.db.retry import persist_after_effect
 from libs.errors import CredentialRejectedError, PermanentError, RecipientUnavailableError, RetryableError
-from libs.messengers.registry import adapter_for
+from libs.messengers.registry import AlbumSending, adapter_for, album_runs
 from libs.observability import count_message
 from libs.rpc import call
 from libs.runtime import TtlCache
@@ -64,71 +68,125 @@ class MessengerSender:
 
     async def handle(self, delivery: Delivery) -> None:
         command = delivery.decode(events_pb2.DeliverToMessenger)
-        previous = await self._outcomes.claim(command.kommo_message_id, command.connection_id)
-        if previous is not None and previous.outcome == SENDING:
-            base = Outcome(command.kommo_message_id, command.connection_id, "failed")
-            interrupted = _failed(base, status_texts.INTERRUPTED_SEND)
-            await persist_after_effect(lambda: self._outcomes.save(interrupted))
-            count_message(command.platform, "outbound", "failed")
-            await self._report(command, interrupted)
+        if command.album:
+            await self._album(command, delivery.attempt)
             return
-        if previous is not None:
-            count_message(command.platform, "outbound", "duplicate")
-            await self._report(command, previous)
-            return
+        item = events_pb2.AlbumItem(kommo_message_id=command.kommo_message_id, content=command.content)
+        if await self._claimed([item], command):
+            await self._deliver(command, [item], command.reply_to_platform_message_id, delivery.attempt)
+
+    async def _album(self, command: events_pb2.DeliverToMessenger, attempt: int) -> None:
+        """A manager's album: sent in the runs the platform groups as one album (every item alone on a
+        platform without albums), in order, each run claimed just before its call, so a send cut off
+        mid-call leaves only that run unconfirmed. Only the first message carries the quote."""
+        adapter = adapter_for(command.platform)
+        items = list(command.album)
+        reply_to = command.reply_to_platform_message_id
+        for run in album_runs(adapter, [item.content for item in items], adapter.media_limits(self._settings)):
+            ours = await self._claimed([items[index] for index in run], command)
+            if ours:
+                await self._deliver(command, ours, reply_to, attempt)
+            reply_to = ""
+
+    async def _claimed(
+        self, items: list[events_pb2.AlbumItem], command: events_pb2.DeliverToMessenger
+    ) -> list[events_pb2.AlbumItem]:
+        """Claim each item's send; an item claimed before is reported as that attempt left it (unconfirmed
+        if it was cut off mid-call) and left out. Returns the items now ours to send."""
+        ours = []
+        for item in items:
+            previous = await self._outcomes.claim(item.kommo_message_id, command.connection_id)
+            if previous is None:
+                ours.append(item)
+            elif previous.outcome == SENDING:
+                base = Outcome(item.kommo_message_id, command.connection_id, "failed")
+                interrupted = _failed(base, status_texts.INTERRUPTED_SEND)
+                await persist_after_effect(partial(self._outcomes.save, interrupted))
+                count_message(command.platform, "outbound", "failed")
+                await self._report(command, interrupted)
+            else:
+                count_message(command.platform, "outbound", "duplicate")
+                await self._report(command, previous)
+        return ours
+
+    async def _deliver(
+        self, command: events_pb2.DeliverToMessenger, items: list[events_pb2.AlbumItem], reply_to: str, attempt: int
+    ) -> None:
+        """Send claimed items with one platform call (one message, or one album), then settle and report
+        each. A failure is every item's, with the same reason."""
         try:
-            outcome = await self._send(command, delivery.attempt)
+            outcomes = await self._send(command, items, reply_to, attempt)
         except Exception:
             # Refused for now (429, 5xx, a timeout, a revoked token): the call is retried later. A
-            # cancellation (shutdown mid-call) keeps the claim: that send's fate is unknown.
-            await self._outcomes.release(command.kommo_message_id)
+            # cancellation (shutdown mid-call) keeps the claims: that send's fate is unknown.
+            for item in items:
+                await self._outcomes.release(item.kommo_message_id)
             raise
-        await persist_after_effect(lambda: self._outcomes.save(outcome))
-        count_message(command.platform, "outbound", "delivered" if outcome.outcome == "sent" else "failed")
-        await self._report(command, outcome)
+        for outcome in outcomes:
+            await persist_after_effect(partial(self._outcomes.save, outcome))
+            count_message(command.platform, "outbound", "delivered" if outcome.outcome == "sent" else "failed")
+            await self._report(command, outcome)
 
-    async def _send(self, command: events_pb2.DeliverToMessenger, attempt: int) -> Outcome:
+    async def _send(
+        self, command: events_pb2.DeliverToMessenger, items: list[events_pb2.AlbumItem], reply_to: str, attempt: int
+    ) -> list[Outcome]:
         adapter = adapter_for(command.platform)
         token = await self._tokens.get(command.connection_id)
-        base = Outcome(command.kommo_message_id, command.connection_id, "sent")
+        base_url, limits = adapter.api_base_url(self._settings), adapter.media_limits(self._settings)
+        ids = [item.kommo_message_id for item in items]
         try:
-            platform_id = await adapter.send(
-                self._http,
-                adapter.api_base_url(self._settings),
-                token,
-                command.chat_id,
-                command.content,
-                reply_to=command.reply_to_platform_message_id,
-                limits=adapter.media_limits(self._settings),
-            )
+            if len(items) == 1:
+                content = items[0].content
+                platform_ids = [
+                    await adapter.send(self._http, base_url, token, command.chat_id, content, reply_to, limits)
+                ]
+            elif isinstance(adapter, AlbumSending):
+                contents = [item.content for item in items]
+                platform_ids = await adapter.send_album(
+                    self._http, base_url, token, command.chat_id, contents, reply_to, limits
+                )
+            else:
+                raise PermanentError(f"{adapter.name} sends no albums: its items go one by one")
         except RecipientUnavailableError as exc:
-            return _failed(base, exc.reason or status_texts.CONVERSATION_CLOSED, exc.reason_args)
+            return self._all_failed(command, ids, exc.reason or status_texts.CONVERSATION_CLOSED, exc.reason_args)
         except CredentialRejectedError:
             self._tokens.invalidate(command.connection_id)
             raise
         except PermanentError as exc:
             if exc.reason:
-                return _failed(base, exc.reason, exc.reason_args)
-            return _failed(base, status_texts.PLATFORM_REFUSED, {"platform": adapter.name, "detail": str(exc)})
+                return self._all_failed(command, ids, exc.reason, exc.reason_args)
+            args = {"platform": adapter.name, "detail": str(exc)}
+            return self._all_failed(command, ids, status_texts.PLATFORM_REFUSED, args)
         except RetryableError as exc:
             if attempt >= DEFAULT_MAX_DELIVER:
-                log.warning(
-                    "messenger kept refusing, given up",
-                    extra={"kommo_message_id": command.kommo_message_id, "error": str(exc)},
-                )
-                return _failed(base, status_texts.PLATFORM_UNAVAILABLE, {"platform": adapter.name})
+                log.warning("messenger kept refusing, given up", extra={"kommo_message_ids": ids, "error": str(exc)})
+                return self._all_failed(command, ids, status_texts.PLATFORM_UNAVAILABLE, {"platform": adapter.name})
             raise
-        log.info(
-            "sent to messenger",
-            extra={"kommo_message_id": command.kommo_message_id, "conversation_id": command.conversation_id},
-        )
-        return Outcome(command.kommo_message_id, command.connection_id, "sent", platform_message_id=platform_id)
+        for kommo_id in ids:
+            log.info(
+                "sent to messenger",
+                extra={
+                    "kommo_message_id": kommo_id,
+                    "conversation_id": command.conversation_id,
+                    "in_one_call": len(ids),
+                },
+            )
+        return [
+            Outcome(kommo_id, command.connection_id, "sent", platform_message_id=platform_id)
+            for kommo_id, platform_id in zip(ids, platform_ids, strict=True)
+        ]
+
+    @staticmethod
+    def _all_failed(
+        command: events_pb2.DeliverToMessenger, ids: list[str], reason: str, reason_args: Mapping[str, str] | None
+    ) -> list[Outcome]:
+        return [_failed(Outcome(kommo_id, command.connection_id, "failed"), reason, reason_args) for kommo_id in ids]
 
     async def _report(self, command: events_pb2.DeliverToMessenger, outcome: Outcome) -> None:
         # A bot API accepting a message is the best "delivered" some platforms (Telegram) ever give.
         state = events_pb2.DELIVERY_STATE_DELIVERED if outcome.outcome == "sent" else events_pb2.DELIVERY_STATE_FAILED
         report = events_pb2.DeliveryReport(
-            kommo_message_id=command.kommo_message_id,
+            kommo_message_id=outcome.kommo_message_id,
             scope_id=command.scope_id,
             state=state,
             error_code=outcome.error_code,
@@ -141,7 +199,7 @@ class MessengerSender:
             conversation_id=command.conversation_id,
         )
         await self._publisher.publish(
-            Stream.REPORTS, command.kommo_message_id, report, f"report:{command.kommo_message_id}:{state}"
+            Stream.REPORTS, outcome.kommo_message_id, report, f"report:{outcome.kommo_message_id}:{state}"
         )
 
 

@@ -16,6 +16,7 @@ from libs.config import Settings
 from libs.db import create_engine
 from libs.rpc import GrpcServer, open_channel
 from libs.runtime import TtlCache, mark_ready
+from services.router.albums import Albums
 from services.router.channels import ChannelConnector
 from services.router.connections import ConnectionStore
 from services.router.context import RoutingContext
@@ -48,13 +49,13 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     message_map = MessageMap(engine)
     context = RoutingContext(connections, conversations, publisher, pauses, message_map, settings.kommo_bot_ids)
     inbound = InboundRouter(context)
-    outbound = OutboundRouter(context)
-    manager_actions = outbound.manager_actions
+    albums = Albums(engine, publisher)
+    outbound = OutboundRouter(context, albums)
     outbound_events = Dispatcher(
         {
             events_pb2.KommoOutboundMessage: outbound.handle,
-            events_pb2.KommoReaction: manager_actions.reaction,
-            events_pb2.KommoTyping: manager_actions.typing,
+            events_pb2.KommoReaction: outbound.reaction,
+            events_pb2.KommoTyping: outbound.typing,
         },
         untyped=events_pb2.KommoOutboundMessage,  # hooks published before they carried their type
     )
@@ -88,11 +89,13 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         for consumer in consumers:
             await consumer.start()
         pauses.start()
+        albums.start()
         mark_ready()
         log.info("ready", extra={"port": port, "partitions": settings.partitions})
         await stop.wait()
         await server.stop()
         await pauses.stop()
+        await albums.stop()
         for consumer in consumers:
             await consumer.stop()
     await auth_channel.close(None)

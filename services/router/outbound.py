@@ -1,16 +1,21 @@
-"""Kommo → client: a manager's message becomes a command for messenger_sender, in conversation order."""
+"""Kommo → client: a manager's message becomes a command for messenger_sender, in conversation order
+(an album's items wait to go as one, and the conversation's later events wait behind them:
+services/router/albums.py)."""
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from kommo_bridge.events.v1 import events_pb2
 
 from libs import status_texts
-from libs.bus import Delivery, Stream
+from libs.bus import KEY_HEADER, Delivery, Stream
+from libs.bus.publisher import MSG_ID_HEADER
 from libs.errors import NotFoundError
-from libs.kommo.hooks import content_digest
+from libs.kommo.hooks import content_digest, hook_msg_id
 from libs.messengers.registry import adapter_named
+from services.router.albums import Albums
 from services.router.connections import DISCONNECTED
 from services.router.context import RoutingContext
 from services.router.manager_actions import ManagerActions
@@ -24,19 +29,18 @@ CLOSED_REASONS = {"blocked": status_texts.CLIENT_BLOCKED, "left": status_texts.C
 
 
 class OutboundRouter:
-    def __init__(self, context: RoutingContext) -> None:
+    def __init__(self, context: RoutingContext, albums: Albums) -> None:
         self._connections = context.connections
         self._conversations = context.conversations
         self._publisher = context.publisher
         self._robot_ids = context.robot_ids
         self._pauses = context.pauses
+        self._albums = albums
         self._manager_actions = ManagerActions(context)
 
-    @property
-    def manager_actions(self) -> ManagerActions:
-        return self._manager_actions
-
     async def handle(self, delivery: Delivery) -> None:
+        """Route a manager's message, or hold it in the album lot while an album of its conversation is
+        pending (an item of that album joins it)."""
         event = delivery.decode(events_pb2.KommoOutboundMessage)
         if not event.conversation_id:
             await report_failure(
@@ -46,6 +50,34 @@ class OutboundRouter:
                 status_texts.WRITE_FIRST_UNSUPPORTED,
             )
             return
+        key = delivery.headers.get(KEY_HEADER) or event.conversation_id
+        msg_id = delivery.headers.get(MSG_ID_HEADER) or hook_msg_id(event)
+
+        async def work() -> None:
+            await self._route(event, delivery.attempt)
+
+        await self._albums.lot.through(delivery, event.conversation_id, key, msg_id, work, album=event.media_group_id)
+
+    async def reaction(self, delivery: Delivery) -> None:
+        """A manager's reaction, in its conversation's order (it may name an item of a pending album)."""
+        event = delivery.decode(events_pb2.KommoReaction)
+        if not event.conversation_id:
+            await self._manager_actions.reaction(delivery)
+            return
+        key = delivery.headers.get(KEY_HEADER) or event.conversation_id
+        msg_id = delivery.headers.get(MSG_ID_HEADER) or event.event_id
+        await self._albums.lot.through(
+            delivery, event.conversation_id, key, msg_id, partial(self._manager_actions.reaction, delivery)
+        )
+
+    async def typing(self, delivery: Delivery) -> None:
+        """Typing is news only now: never held behind an album, never released late."""
+        event = delivery.decode(events_pb2.KommoTyping)
+        if event.conversation_id and await self._albums.lot.must_wait(event.conversation_id):
+            return
+        await self._manager_actions.typing(delivery)
+
+    async def _route(self, event: events_pb2.KommoOutboundMessage, attempt: int) -> None:
         digest = content_digest(event.content)
         try:
             conversation, first = await self._conversations.record_outbound(
@@ -60,7 +92,7 @@ class OutboundRouter:
             )
             return
         connection = await self._connections.get(conversation.connection_id)
-        if not first and await self._manager_actions.changed(event, conversation, connection, digest, delivery.attempt):
+        if not first and await self._manager_actions.changed(event, conversation, connection, digest, attempt):
             return  # the hook of a message already carried, with other content: an edit of it
         if connection.state != DISCONNECTED and await self._pauses.paused(connection.id):
             await report_failure(
@@ -98,6 +130,13 @@ class OutboundRouter:
             reply_to_platform_message_id=await self._manager_actions.reply_target(conversation.id, event),
             media_group_id=event.media_group_id,
         )
+        if event.media_group_id:
+            await self._albums.add(command)  # sent with the rest of its album
+            log.info(
+                "album item recorded",
+                extra={"conversation_id": conversation.id, "kommo_message_id": event.kommo_message_id},
+            )
+            return
         await self._publisher.publish(
             Stream.MESSENGER_COMMANDS, conversation.id, command, f"messenger:{event.kommo_message_id}"
         )

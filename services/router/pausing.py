@@ -7,6 +7,8 @@ than from the few-seconds connection cache, so a pause holds at once on every ro
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -40,7 +42,12 @@ class ChannelLot(ParkingLot):
     def __init__(self, engine: AsyncEngine, publisher: Publisher, store: ConnectionStore) -> None:
         self._channels = ChannelGate(store)
         super().__init__(
-            engine, publisher, self._channels, INBOUND_LOT, why="client message held while the channel is paused"
+            engine,
+            publisher,
+            self._channels,
+            INBOUND_LOT,
+            why="client message held while the channel is paused",
+            why_level=logging.INFO,  # an admin paused it on purpose
         )
 
     async def paused(self, connection_id: str) -> bool:

@@ -4,6 +4,7 @@ client writing to the bot, and a manager answering in Kommo."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from typing import Any
@@ -128,6 +129,12 @@ class Sandbox:
         response.raise_for_status()
         hook: dict[str, Any] = response.json()["hook"]
         return hook
+
+    async def manager_sends_album(self, conversation_id: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A manager sends several attachments at once: Kommo posts one hook per attachment, in order, all
+        with the same media_group_id; returns the hooks as sent."""
+        album = str(uuid.uuid4())
+        return [await self.manager_sends(conversation_id, {**message, "media_group_id": album}) for message in messages]
 
     async def kommo_attachment(
         self, name: str, data: bytes | AsyncIterable[bytes], mime_type: str = ""

@@ -94,6 +94,7 @@ def amojo_control_routes(state: AmojoState) -> list[Route]:
                 contact=_contact(data),
                 manager_id=str_field(data, "manager_id", ""),
                 reply_to=str_field(data, "reply_to", ""),
+                media_group_id=str_field(data, "media_group_id", ""),
             )
         except NotFoundError as error:
             return JSONResponse({"error": str(error)}, status_code=404)

@@ -403,12 +403,14 @@ class AmojoState:
         contact: dict[str, str] | None = None,
         manager_id: str = "",
         reply_to: str = "",
+        media_group_id: str = "",
     ) -> HookResult:
         """A manager replies in Kommo: build the v2 message hook (§9), sign it, POST it once.
 
         The message is registered before the POST, so a delivery_status for its id succeeds even when
         the receiver reports it before answering the hook. `reply_to` (a Kommo message id of the same
-        chat) quotes that message, as hooks do once quoting is enabled for the channel.
+        chat) quotes that message, as hooks do once quoting is enabled for the channel. An attachment sent
+        with others is one hook each, all with the same `media_group_id` (§9).
         """
         if message_type not in HOOK_MESSAGE_TYPES:
             raise BadRequestError(f"hook message type must be one of {sorted(HOOK_MESSAGE_TYPES)}")
@@ -441,6 +443,8 @@ class AmojoState:
                 body_message["location"] = location
             if contact is not None:
                 body_message["contact"] = contact
+            if media_group_id:
+                body_message["media_group_id"] = media_group_id
             envelope: dict[str, Any] = {
                 "receiver": {
                     "id": chat.client.id,

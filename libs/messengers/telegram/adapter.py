@@ -13,10 +13,10 @@ import hmac
 import json
 import math
 import mimetypes
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 from kommo_bridge.events.v1 import content_pb2, events_pb2
@@ -44,7 +44,6 @@ from libs.secret_names import MESSENGER_WEBHOOK_SECRET
 
 if TYPE_CHECKING:
     from libs.config import Settings
-    from libs.messengers.telegram.media import FileUpload
 
 WEBHOOK_AUTH_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
@@ -533,6 +532,14 @@ def _retry_after(envelope: Mapping[str, Any], response: httpx.Response) -> float
     return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
 
 
+class Upload(Protocol):
+    """Files streamed as multipart/form-data beside a call's parameters (`media.FileUpload`, one file;
+    `albums.AlbumUpload`, an album's files)."""
+
+    def encode(self, payload: Mapping[str, Any]) -> tuple[dict[str, str], AsyncIterator[bytes]]:
+        """The headers and streamed body of a call with `payload`'s parameters and the files."""
+
+
 class TelegramBotClient:
     """Calls the Bot API for one bot. `http` is shared and owned by the caller (timeouts, pooling)."""
 
@@ -547,7 +554,7 @@ class TelegramBotClient:
         return f"TelegramBotClient(base_url={self._base_url!r}, bot_id={bot_id!r})"
 
     async def _call(
-        self, method: str, payload: dict[str, Any], upload: FileUpload | None = None, *, slow: bool = False
+        self, method: str, payload: dict[str, Any], upload: Upload | None = None, *, slow: bool = False
     ) -> Any:
         """One Bot API call: JSON, or multipart/form-data streaming `upload` beside the parameters. A `slow`
         call (a file send) waits longer for the answer: Telegram answers once it has fetched or received the
@@ -677,18 +684,37 @@ class TelegramBotClient:
         raise PermanentError(f"telegram: sending {kind} is not supported yet")
 
     async def send_file(
-        self, method: str, payload: dict[str, Any], reply_to_message_id: int | None, upload: FileUpload | None = None
+        self, method: str, payload: dict[str, Any], reply_to_message_id: int | None, upload: Upload | None = None
     ) -> int:
         """A send method with a file: named in `payload` (a file_id or a URL Telegram fetches) or streamed as
         `upload`; returns the message_id."""
         return await self._send(method, payload, reply_to_message_id, upload, slow=True)
+
+    async def send_media_group(
+        self,
+        chat_id: str,
+        media: list[dict[str, Any]],
+        reply_to_message_id: int | None = None,
+        upload: Upload | None = None,
+    ) -> list[int]:
+        """sendMediaGroup: one album of 2-10 InputMedia (files named by URL, file_id or `attach://<part>` of
+        `upload`); returns the message_id of each item's message, in order."""
+        payload: dict[str, Any] = {"chat_id": chat_id, "media": media}
+        if reply_to_message_id is not None:
+            payload["reply_parameters"] = {"message_id": reply_to_message_id, "allow_sending_without_reply": True}
+        result = await self._call("sendMediaGroup", payload, upload, slow=True)
+        messages = result if isinstance(result, list) else []
+        ids = [message.get("message_id") if isinstance(message, dict) else None for message in messages]
+        if len(ids) != len(media) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            raise PermanentError("telegram sendMediaGroup: the response does not carry a message per item")
+        return [i for i in ids if isinstance(i, int)]
 
     async def _send(
         self,
         method: str,
         payload: dict[str, Any],
         reply_to_message_id: int | None,
-        upload: FileUpload | None = None,
+        upload: Upload | None = None,
         *,
         slow: bool = False,
     ) -> int:
@@ -768,6 +794,32 @@ class TelegramAdapter:
         upload_limit = limits.upload_bytes if limits is not None else None
         client = TelegramBotClient(base_url, token, http)
         return str(await client.send_content(chat_id, content, reply_to_message_id, upload_limit))
+
+    def album_runs(self, contents: Sequence[content_pb2.Content], limits: MediaLimits | None) -> list[list[int]]:
+        from libs.messengers.telegram.albums import album_runs
+        from libs.messengers.telegram.media import CLOUD_UPLOAD_LIMIT
+
+        upload_limit = limits.upload_bytes if limits is not None else None
+        return album_runs(contents, upload_limit or CLOUD_UPLOAD_LIMIT)
+
+    async def send_album(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        token: str,
+        chat_id: str,
+        contents: Sequence[content_pb2.Content],
+        reply_to: str = "",
+        limits: MediaLimits | None = None,
+    ) -> list[str]:
+        # Imported here: the album and media modules build on this one's Bot API client.
+        from libs.messengers.telegram.albums import AlbumSender
+        from libs.messengers.telegram.media import CLOUD_UPLOAD_LIMIT
+
+        upload_limit = (limits.upload_bytes if limits is not None else None) or CLOUD_UPLOAD_LIMIT
+        sender = AlbumSender(TelegramBotClient(base_url, token, http), http, base_url, upload_limit)
+        reply_to_message_id = int(reply_to) if reply_to.isdigit() else None
+        return [str(message_id) for message_id in await sender.send(chat_id, contents, reply_to_message_id)]
 
     async def edit(
         self,

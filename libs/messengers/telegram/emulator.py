@@ -26,6 +26,7 @@ from starlette.routing import Route
 from libs.emulation import EmulatorMiddleware, Fault, control_routes
 from libs.emulation.middleware import CONTROL_PREFIX
 from libs.messengers.telegram.adapter import CHAT_ACTIONS
+from libs.messengers.telegram.emulator_albums import send_media_group
 from libs.messengers.telegram.emulator_files import FileRefused, file_routes
 from libs.messengers.telegram.emulator_live import LIVE_METHODS, live_routes
 from libs.messengers.telegram.emulator_state import (
@@ -135,6 +136,10 @@ class _Params:
         if isinstance(value, bool):
             return value
         return isinstance(value, str) and value.lower() in ("true", "1")
+
+    def uploads(self) -> list[UploadedFile]:
+        """The files of a multipart call, named by a parameter or not."""
+        return [value for value in self._values.values() if isinstance(value, UploadedFile)]
 
     def json_(self, name: str, what: str) -> Any:
         """An object or array parameter; form bodies carry it JSON-serialized."""
@@ -418,6 +423,23 @@ def _media_method(name: str) -> Handler:
     return handler
 
 
+async def _send_media_group(state: TelegramState, bot: Bot, params: _Params) -> Any:
+    """An album (emulator_albums), after the checks every send method makes."""
+    try:
+        if params.raw("media") is None:
+            raise TelegramApiError(400, 'Bad Request: parameter "media" is required')
+        media = params.json_("media", "media")
+        chat = _target_chat(bot, params)
+        reply_to = _reply_target(chat, params)
+        return await send_media_group(state, bot, chat, params, media, reply_to, lambda: _admit(state, bot, chat))
+    except UploadRefused as exc:
+        raise TelegramApiError(exc.code, exc.description) from None
+    finally:
+        for upload in params.uploads():
+            if not upload.kept:
+                upload.path.unlink(missing_ok=True)
+
+
 # Keys are lower-case: Telegram's method names are case-insensitive.
 METHODS: dict[str, Handler] = {
     "getme": _get_me,
@@ -432,6 +454,7 @@ METHODS: dict[str, Handler] = {
     **LIVE_METHODS,
     "getfile": _get_file,
     **{name: _media_method(name) for name in MEDIA_METHODS},
+    "sendmediagroup": _send_media_group,
 }
 
 

@@ -47,6 +47,7 @@ LOCAL_UPLOAD_LIMIT: Final = 2000 * MB
 PHOTO_URL_LIMIT: Final = 5 * MB
 URL_LIMIT: Final = 20 * MB
 CAPTION_LIMIT: Final = 1024
+ALBUM_MAX_ITEMS: Final = 10
 # Room for the form fields around the file when checking a request's Content-Length up front.
 _FORM_ALLOWANCE: Final = MB
 _FETCH_TIMEOUT_S: Final = 30.0
@@ -193,9 +194,12 @@ class _MultipartReader:
 async def read_multipart(request: Request, files: FileStore) -> dict[str, str | UploadedFile]:
     """The fields of a multipart/form-data call, files spooled to disk as they arrive. Refuses a file over
     the method's limit with 413, before reading on when the request's Content-Length already says so."""
-    limit = upload_limit(request.path_params.get("method", ""), files)
+    method = request.path_params.get("method", "")
+    limit = upload_limit(method, files)
+    # sendMediaGroup takes up to 10 files, each within the limit.
+    most_files = ALBUM_MAX_ITEMS if method.lower() == "sendmediagroup" else 1
     length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit + _FORM_ALLOWANCE:
+    if length.isdigit() and int(length) > limit * most_files + _FORM_ALLOWANCE:
         raise UploadRefused(413, _TOO_LARGE)
     _, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
@@ -259,6 +263,7 @@ class UploadRecord:
     sha256: str
     url: str
     at: float
+    media_group_id: str = ""  # sent in an album (sendMediaGroup): the album's id
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -275,6 +280,7 @@ class UploadRecord:
             "sha256": self.sha256,
             "url": self.url,
             "at": self.at,
+            "media_group_id": self.media_group_id,
         }
 
 
@@ -317,7 +323,7 @@ class Params(Protocol):
 
 
 @dataclass(frozen=True)
-class _Incoming:
+class IncomingFile:
     """The file a call names, on disk, however it came."""
 
     path: Path
@@ -338,7 +344,7 @@ def _utf16_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-async def _fetch(url: str, method: MediaMethod, files: FileStore) -> _Incoming:
+async def _fetch(url: str, method: MediaMethod, files: FileStore) -> IncomingFile:
     """Fetch a URL the way Telegram does: a bounded download, refused with Telegram's words."""
     path = files.spool_path()
     digest = hashlib.sha256()
@@ -375,11 +381,11 @@ async def _fetch(url: str, method: MediaMethod, files: FileStore) -> _Incoming:
         path.unlink(missing_ok=True)
         raise UploadRefused(400, _FETCH_FAILED)
     mime_type = mime_type if mime_type not in ("", "application/octet-stream") else _mime_of(name) or mime_type
-    return _Incoming(path, name, mime_type or "application/octet-stream", size, digest.hexdigest(), "url", url)
+    return IncomingFile(path, name, mime_type or "application/octet-stream", size, digest.hexdigest(), "url", url)
 
 
-async def _incoming(method: MediaMethod, bot: Bot, params: Params, files: FileStore) -> _Incoming:
-    value = params.raw(method.field)
+async def incoming_file(method: MediaMethod, value: Any, bot: Bot, params: Params, files: FileStore) -> IncomingFile:
+    """The file a file parameter's `value` names (an upload, `attach://<part>`, a URL or a file_id), on disk."""
     if isinstance(value, str) and value.startswith("attach://"):
         value = params.raw(value.removeprefix("attach://"))
     if isinstance(value, UploadedFile):
@@ -387,7 +393,7 @@ async def _incoming(method: MediaMethod, bot: Bot, params: Params, files: FileSt
             raise UploadRefused(400, "Bad Request: file must be non-empty")
         mime_type = value.content_type if value.content_type not in ("", "application/octet-stream") else ""
         mime_type = mime_type or _mime_of(value.file_name) or "application/octet-stream"
-        return _Incoming(value.path, value.file_name, mime_type, value.size, value.sha256, "upload")
+        return IncomingFile(value.path, value.file_name, mime_type, value.size, value.sha256, "upload")
     if not isinstance(value, str) or not value:
         raise UploadRefused(400, f"Bad Request: there is no {method.field} in the request")
     if value.startswith(("http://", "https://")):
@@ -396,10 +402,10 @@ async def _incoming(method: MediaMethod, bot: Bot, params: Params, files: FileSt
     if stored is None:
         raise UploadRefused(400, _WRONG_FILE)
     name = stored.file_name or stored.file_path.rpartition("/")[2]
-    return _Incoming(stored.disk_path, name, stored.mime_type, stored.size, stored.sha256, "file_id", stored=stored)
+    return IncomingFile(stored.disk_path, name, stored.mime_type, stored.size, stored.sha256, "file_id", stored=stored)
 
 
-def _check(method: MediaMethod, file: _Incoming, files: FileStore) -> str:
+def check_file(method: MediaMethod, file: IncomingFile, files: FileStore) -> str:
     """What the message shows the file as (the method's kind, or a document), after Telegram's checks."""
     if file.via == "upload" and file.size > upload_limit(method.name, files):
         raise UploadRefused(413, _TOO_LARGE)
@@ -414,7 +420,7 @@ def _check(method: MediaMethod, file: _Incoming, files: FileStore) -> str:
     return method.field
 
 
-def _file_object(shown_as: str, stored: StoredFile, file: _Incoming, params: Params) -> Any:
+def file_object(shown_as: str, stored: StoredFile, file: IncomingFile, params: Params) -> Any:
     """The Message field for the file, shaped as Telegram's (PhotoSize[], Document, Video, ...)."""
     ids = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id}
     if shown_as == "photo":
@@ -467,9 +473,9 @@ async def send_media(
     if _utf16_length(caption) > CAPTION_LIMIT:
         raise UploadRefused(400, "Bad Request: message caption is too long")
     files = state.files
-    file = await _incoming(method, bot, params, files)
+    file = await incoming_file(method, params.raw(method.field), bot, params, files)
     try:
-        shown_as = _check(method, file, files)
+        shown_as = check_file(method, file, files)
         admit()
     except Exception:
         if file.via == "url":  # an upload is removed by the caller, a file_id's file stays
@@ -479,7 +485,7 @@ async def send_media(
     upload = params.raw(method.field)
     if isinstance(upload, UploadedFile):
         upload.kept = True
-    content: dict[str, Any] = {shown_as: _file_object(shown_as, stored, file, params)}
+    content: dict[str, Any] = {shown_as: file_object(shown_as, stored, file, params)}
     if caption:
         content["caption"] = caption
     message = state.bot_message(bot, chat, method.name, content, reply_to)

@@ -516,7 +516,7 @@ class MediaSender:
         caption = file.caption if _utf16_length(file.caption) <= CAPTION_LIMIT else ""
         message_id = await self._send_file(chat_id, file, caption, reply_to_message_id)
         if file.caption and not caption:
-            await self._send_caption_after(chat_id, file)
+            await self.send_caption_after(chat_id, file)
         return message_id
 
     async def _send_file(self, chat_id: str, file: OutboundFile, caption: str, reply_to: int | None) -> int:
@@ -524,7 +524,7 @@ class MediaSender:
         method = _fitted(_method_for(file, mime_type), file.size, self._upload_limit)
         if file.size:
             _check_size(file, method, file.size, self._upload_limit)
-        if self._by_url_possible(file, method, mime_type):
+        if self.by_url_possible(file, method, mime_type):
             payload = self._payload(chat_id, method, caption)
             payload[method.field] = file.url
             try:
@@ -538,7 +538,7 @@ class MediaSender:
                 return message_id
         return await self._upload(chat_id, file, method, caption, reply_to)
 
-    def _by_url_possible(self, file: OutboundFile, method: _Method, mime_type: str) -> bool:
+    def by_url_possible(self, file: OutboundFile, method: _Method, mime_type: str) -> bool:
         """Telegram fetches it: a size known to be within its URL limit, a type it fetches, a host it reaches."""
         if not 0 < file.size <= method.url_limit:
             return False
@@ -582,7 +582,7 @@ class MediaSender:
         log.info("file uploaded", extra={"method": method.name, "size": size})
         return message_id
 
-    async def _send_caption_after(self, chat_id: str, file: OutboundFile) -> None:
+    async def send_caption_after(self, chat_id: str, file: OutboundFile) -> None:
         """The file is out, so a failure now must not make the whole message go again (the client would get
         the file twice): a refusal to wait out is waited out here, a few times, else it is reported."""
         for piece in _split_text(file.caption):
