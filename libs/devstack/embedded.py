@@ -6,6 +6,7 @@ PostgreSQL, a free TCP port for NATS), so they never collide with servers alread
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -18,9 +19,24 @@ from urllib.parse import urlparse
 
 import psycopg
 
+FREE_PORT_RANGE = (20000, 32000)
+"""Where free ports are picked: below Linux's ephemeral range (32768+), from which the kernel hands out
+the local ports of outgoing connections and of `bind(0)`. A port picked there could be taken by any
+connection before the server that was given it binds; here only another pick can meet it."""
+FREE_PORT_ATTEMPTS = 200
+
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A port nothing listens on now, picked at random (tests and stacks run side by side)."""
+    for _ in range(FREE_PORT_ATTEMPTS):
+        port = random.randint(*FREE_PORT_RANGE)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # a crowded range: let the kernel pick
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
