@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Final
 
 import httpx
 
 from libs import status_texts
 from libs.errors import BridgeError, NotFoundError, PermanentError, RetryableError, TimedOutError, TooLargeError
+from libs.media.streams import content_length, open_stream, response_chunks, served_mime_type
 
 CHUNK_BYTES: Final = 256 * 1024
 
@@ -53,25 +55,14 @@ async def open_attachment(http: httpx.AsyncClient, url: str, file_name: str) -> 
     """GET the attachment, streamed; the response is closed on exit."""
     # identity: a compressed answer would make Content-Length disagree with the bytes passed on.
     request = http.build_request("GET", url, headers={"Accept-Encoding": "identity"})
-    outcome: httpx.Response | Exception
-    try:
-        outcome = await http.send(request, stream=True, follow_redirects=True)
-    except httpx.HTTPError as exc:
-        outcome = exc
-    if isinstance(outcome, Exception):
-        raise attachment_failure(file_name, outcome)
-    try:
-        if not outcome.is_success:
-            raise attachment_failure(file_name, outcome)
-        length = outcome.headers.get("content-length", "")
-        served = outcome.headers.get("content-type", "").split(";")[0].strip().lower()
+    failure = partial(attachment_failure, file_name)
+    async with open_stream(http, request, failure, follow_redirects=True) as response:
+        served = served_mime_type(response).lower()
         yield OpenAttachment(
-            size=int(length) if length.isdigit() else None,
+            size=content_length(response),
             served_mime_type="" if served == "application/octet-stream" else served,
-            response=outcome,
+            response=response,
         )
-    finally:
-        await outcome.aclose()
 
 
 async def chunks(
@@ -81,18 +72,7 @@ async def chunks(
     announced size; this catches a file that turns out larger), RetryableError when fewer bytes came than
     announced (a cut connection must not send a truncated file)."""
     received = 0
-    iterator = attachment.response.aiter_bytes(CHUNK_BYTES)
-    while True:
-        failure: BridgeError | None = None
-        chunk = b""
-        try:
-            chunk = await anext(iterator)
-        except StopAsyncIteration:
-            break
-        except httpx.HTTPError as exc:
-            failure = attachment_failure(file_name, exc)
-        if failure is not None:
-            raise failure  # outside the handler: the httpx error is not chained
+    async for chunk in response_chunks(attachment.response, CHUNK_BYTES, partial(attachment_failure, file_name)):
         received += len(chunk)
         if limit is not None and received > limit:
             raise TooLargeError(

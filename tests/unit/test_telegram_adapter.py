@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import traceback
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -34,7 +33,7 @@ from libs.messengers.telegram.adapter import (
     parse_update,
     verify_webhook,
 )
-from libs.messengers.telegram.emulator import TelegramEmulator, TelegramState, create_telegram_emulator
+from libs.messengers.telegram.emulator import TelegramEmulator, TelegramState
 from libs.messengers.telegram.emulator_state import Bot
 
 BASE = "http://telegram.test"
@@ -375,19 +374,6 @@ def test_malformed_updates_are_bad_requests_with_a_precise_message(body: bytes, 
 
 # ---------------------------------------------------------------------------------------------------------
 # TelegramBotClient against the emulator
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[TelegramEmulator]:
-    emu = create_telegram_emulator(TelegramState())
-    yield emu
-    await emu.state.aclose()
-
-
-@pytest.fixture
-async def http(emulator: TelegramEmulator) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=emulator.app), base_url=BASE) as client:
-        yield client
 
 
 @pytest.fixture

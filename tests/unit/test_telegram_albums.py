@@ -132,19 +132,6 @@ def test_a_platform_without_albums_sends_every_item_alone() -> None:
 
 
 @pytest.fixture
-async def emulator() -> AsyncIterator[TelegramEmulator]:
-    emu = create_telegram_emulator(TelegramState())
-    yield emu
-    await emu.state.aclose()
-
-
-@pytest.fixture
-async def http(emulator: TelegramEmulator) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=emulator.app), base_url=BASE) as client:
-        yield client
-
-
-@pytest.fixture
 async def bot(emulator: TelegramEmulator) -> Bot:
     bot = emulator.state.create_bot("album_test_bot", "Albums")
     await emulator.state.client_message(bot.id, CLIENT, text="hello")

@@ -24,6 +24,7 @@ from libs.messengers.telegram.adapter import TelegramBotClient, parse_update
 from libs.messengers.telegram.emulator import TelegramEmulator, TelegramState, create_telegram_emulator
 from libs.messengers.telegram.emulator_state import Bot
 from tests.support import wait_for
+from tests.unit.telegram_support import api, assert_error
 
 BASE = "http://telegram.test"
 ANA: dict[str, Any] = {
@@ -45,23 +46,8 @@ async def emulator() -> AsyncIterator[TelegramEmulator]:
 
 
 @pytest.fixture
-async def http(emulator: TelegramEmulator) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=emulator.app), base_url=BASE) as client:
-        yield client
-
-
-@pytest.fixture
 def bot(emulator: TelegramEmulator) -> Bot:
     return emulator.state.create_bot("acme_support_bot", "Acme Support")
-
-
-async def api(http: httpx.AsyncClient, bot: Bot, method: str, **params: Any) -> httpx.Response:
-    return await http.post(f"/bot{bot.token}/{method}", json=params)
-
-
-def assert_error(response: httpx.Response, code: int, description: str) -> None:
-    assert response.status_code == code
-    assert response.json() == {"ok": False, "error_code": code, "description": description}
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from libs.messengers.telegram.adapter import TelegramAdapter, TelegramBotClient,
 from libs.messengers.telegram.emulator import TelegramEmulator, TelegramState, create_telegram_emulator
 from libs.messengers.telegram.emulator_state import Bot
 from libs.messengers.telegram.reactions import ALLOWED, telegram_reaction
+from tests.unit.telegram_support import api, assert_error
 
 BASE = "http://telegram.test"
 ANA: dict[str, Any] = {"id": 555001, "is_bot": False, "first_name": "Ana", "username": "ana_s"}
@@ -135,23 +136,8 @@ async def emulator() -> AsyncIterator[TelegramEmulator]:
 
 
 @pytest.fixture
-async def http(emulator: TelegramEmulator) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=emulator.app), base_url=BASE) as client:
-        yield client
-
-
-@pytest.fixture
 def bot(emulator: TelegramEmulator) -> Bot:
     return emulator.state.create_bot("acme_support_bot", "Acme Support")
-
-
-async def api(http: httpx.AsyncClient, bot: Bot, method: str, **params: Any) -> httpx.Response:
-    return await http.post(f"/bot{bot.token}/{method}", json=params)
-
-
-def assert_error(response: httpx.Response, code: int, description: str) -> None:
-    assert response.status_code == code
-    assert response.json() == {"ok": False, "error_code": code, "description": description}
 
 
 async def test_the_adapter_replies_edits_reacts_and_types(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import traceback
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -16,7 +15,7 @@ from libs.config import load_settings
 from libs.emulation import Fault
 from libs.errors import CredentialRejectedError, NotFoundError, RetryableError, TimedOutError, TooLargeError
 from libs.messengers.registry import adapter_named
-from libs.messengers.telegram.emulator import TelegramEmulator, TelegramState, create_telegram_emulator
+from libs.messengers.telegram.emulator import TelegramEmulator
 from libs.messengers.telegram.emulator_state import Bot
 from libs.messengers.telegram.media import (
     CLOUD_DOWNLOAD_LIMIT,
@@ -26,19 +25,6 @@ from libs.messengers.telegram.media import (
 )
 
 BASE = "http://telegram.test"
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[TelegramEmulator]:
-    emu = create_telegram_emulator(TelegramState())
-    yield emu
-    await emu.state.aclose()
-
-
-@pytest.fixture
-async def http(emulator: TelegramEmulator) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=emulator.app), base_url=BASE) as client:
-        yield client
 
 
 @pytest.fixture

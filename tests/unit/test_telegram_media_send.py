@@ -19,9 +19,10 @@ from starlette.types import ASGIApp
 from libs import status_texts
 from libs.errors import NotFoundError, PermanentError, RetryableError, TooLargeError
 from libs.kommo.emulator import create_amojo_emulator
+from libs.media.outbound_files import platform_can_fetch
 from libs.messengers.telegram.adapter import TelegramBotClient
 from libs.messengers.telegram.emulator import TelegramState, create_telegram_emulator
-from libs.messengers.telegram.media import LOCAL_UPLOAD_LIMIT, telegram_can_fetch
+from libs.messengers.telegram.media import LOCAL_UPLOAD_LIMIT
 from tests.support import wait_for
 
 MB = 2**20
@@ -277,10 +278,10 @@ async def test_a_caption_too_long_for_telegram_follows_the_file_whole(world: Wor
 
 def test_telegram_fetches_only_what_it_can_reach() -> None:
     cloud = "https://api.telegram.org"
-    assert telegram_can_fetch("https://amojo.kommo.com/attachments/1/a.jpg", cloud)
-    assert not telegram_can_fetch("http://127.0.0.1:9001/attachments/1/a.jpg", cloud)
-    assert not telegram_can_fetch("http://10.0.0.7/attachments/1/a.jpg", cloud)
-    assert not telegram_can_fetch("http://kommo-emulator:9001/attachments/1/a.jpg", cloud)
-    assert not telegram_can_fetch("ftp://amojo.kommo.com/a.jpg", cloud)
+    assert platform_can_fetch("https://amojo.kommo.com/attachments/1/a.jpg", cloud)
+    assert not platform_can_fetch("http://127.0.0.1:9001/attachments/1/a.jpg", cloud)
+    assert not platform_can_fetch("http://10.0.0.7/attachments/1/a.jpg", cloud)
+    assert not platform_can_fetch("http://kommo-emulator:9001/attachments/1/a.jpg", cloud)
+    assert not platform_can_fetch("ftp://amojo.kommo.com/a.jpg", cloud)
     # A Bot API server on our own network (self-hosted, or the emulator) reaches what we reach.
-    assert telegram_can_fetch("http://127.0.0.1:9001/attachments/1/a.jpg", "http://127.0.0.1:8081")
+    assert platform_can_fetch("http://127.0.0.1:9001/attachments/1/a.jpg", "http://127.0.0.1:8081")

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from libs.media.multipart import MultipartBody
-from libs.messengers.telegram.emulator import TelegramEmulator, TelegramState, create_telegram_emulator
+from libs.messengers.telegram.emulator import TelegramEmulator
 from libs.messengers.telegram.emulator_state import Bot
 from libs.messengers.telegram.media import FileUpload
 
@@ -94,19 +94,6 @@ async def test_file_upload_encodes_bot_api_parameters_as_form_fields() -> None:
 
 # ---------------------------------------------------------------------------------------------------------
 # The emulator's send methods
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[TelegramEmulator]:
-    emu = create_telegram_emulator(TelegramState())
-    yield emu
-    await emu.state.aclose()
-
-
-@pytest.fixture
-async def http(emulator: TelegramEmulator) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=emulator.app), base_url=BASE) as client:
-        yield client
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ from libs.errors import (
     RetryableError,
     TooLargeError,
 )
+from libs.media.outbound_files import platform_can_fetch
 from libs.messengers.registry import MediaLimits
-from libs.messengers.whatsapp.media import graph_can_fetch
 from tests.support import wait_for
 from tests.unit.whatsapp_support import ANN_WA_ID, World, file_message, whatsapp_world
 
@@ -287,10 +287,10 @@ async def test_a_link_meta_cannot_fetch_fails_after_200(world: World) -> None:
 
 def test_meta_fetches_public_urls_only_unless_graph_is_local() -> None:
     graph = "https://graph.facebook.com/v23.0"
-    assert graph_can_fetch("https://amojo.kommo.com/attachments/1/a.jpg", graph)
-    assert not graph_can_fetch("http://127.0.0.1:8080/media/v1/x/a.jpg", graph)
-    assert not graph_can_fetch("http://gateway.internal/a.jpg", graph)
-    assert graph_can_fetch("http://127.0.0.1:8080/a.jpg", "http://127.0.0.1:9002/v23.0")
+    assert platform_can_fetch("https://amojo.kommo.com/attachments/1/a.jpg", graph)
+    assert not platform_can_fetch("http://127.0.0.1:8080/media/v1/x/a.jpg", graph)
+    assert not platform_can_fetch("http://gateway.internal/a.jpg", graph)
+    assert platform_can_fetch("http://127.0.0.1:8080/a.jpg", "http://127.0.0.1:9002/v23.0")
 
 
 # ---------------------------------------------------------------------------------------------------------

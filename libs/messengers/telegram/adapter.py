@@ -35,6 +35,7 @@ from libs.errors import (
     RetryableError,
     TimedOutError,
 )
+from libs.messengers.payload_reader import PayloadReader, type_name
 from libs.messengers.registry import ChannelIdentity, FileStream, MediaLimits, WebhookHealth
 from libs.messengers.telegram import live
 from libs.messengers.telegram.live import quoted, reaction_update
@@ -111,59 +112,12 @@ _ENVELOPE_FIELDS = frozenset(
 )
 
 
-def _type_name(value: object) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-class _Reader:
+class _Reader(PayloadReader):
     """Typed reads from one update's JSON, naming the exact field of anything malformed."""
 
     def __init__(self, update_id: int) -> None:
+        super().__init__(f"telegram update {update_id}")
         self.update_id = update_id
-        self.prefix = f"telegram update {update_id}"
-
-    def fail(self, path: str, expected: str, value: object) -> BadRequestError:
-        return BadRequestError(f"{self.prefix}: {path} must be {expected}, got {_type_name(value)}")
-
-    def obj(self, parent: Mapping[str, Any], key: str, path: str) -> dict[str, Any]:
-        value = parent.get(key)
-        if not isinstance(value, dict):
-            raise self.fail(f"{path}.{key}", "an object", value)
-        return value
-
-    def int_(self, parent: Mapping[str, Any], key: str, path: str, *, required: bool = True) -> int:
-        value = parent.get(key)
-        if value is None and not required:
-            return 0
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(f"{path}.{key}", "an integer", value)
-        return value
-
-    def str_(self, parent: Mapping[str, Any], key: str, path: str, *, required: bool = False) -> str:
-        value = parent.get(key)
-        if value is None and not required:
-            return ""
-        if not isinstance(value, str):
-            raise self.fail(f"{path}.{key}", "a string", value)
-        return value
-
-    def float_(self, parent: Mapping[str, Any], key: str, path: str) -> float:
-        value = parent.get(key)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(f"{path}.{key}", "a number", value)
-        return float(value)
 
 
 def parse_update(body: bytes, connection_id: str) -> events_pb2.InboundMessage | None:
@@ -175,10 +129,10 @@ def parse_update(body: bytes, connection_id: str) -> events_pb2.InboundMessage |
     except ValueError as exc:
         raise BadRequestError(f"telegram update: body is not valid JSON ({exc.__class__.__name__})") from None
     if not isinstance(update, dict):
-        raise BadRequestError(f"telegram update: body must be a JSON object, got {_type_name(update)}")
+        raise BadRequestError(f"telegram update: body must be a JSON object, got {type_name(update)}")
     update_id = update.get("update_id")
     if isinstance(update_id, bool) or not isinstance(update_id, int):
-        raise BadRequestError(f"telegram update: update_id must be an integer, got {_type_name(update_id)}")
+        raise BadRequestError(f"telegram update: update_id must be an integer, got {type_name(update_id)}")
 
     read = _Reader(update_id)
     if "my_chat_member" in update:

@@ -30,7 +30,9 @@ from kommo_bridge.events.v1 import content_pb2
 
 from libs import status_texts
 from libs.errors import BadRequestError, BridgeError, PermanentError, TooLargeError
+from libs.media.attachments import open_attachment
 from libs.media.multipart import FilePart, MultipartFilesBody
+from libs.media.outbound_files import OutboundFile
 from libs.messengers.telegram.adapter import TelegramBotClient
 from libs.messengers.telegram.media import (
     _AUDIO,
@@ -38,19 +40,19 @@ from libs.messengers.telegram.media import (
     _PHOTO,
     _VIDEO,
     CAPTION_LIMIT,
-    PHOTO_UPLOAD_LIMIT,
     MediaSender,
-    OutboundFile,
-    _attachment_chunks,
     _check_size,
     _fitted,
     _form_value,
     _is_url_refusal,
+    _limit_of,
     _Method,
     _method_for,
-    _mime_of,
-    _open_attachment,
     _utf16_length,
+    checked_chunks,
+    guessed_mime_type,
+    outbound_file,
+    upload_mime_type,
 )
 
 log = logging.getLogger(__name__)
@@ -78,13 +80,13 @@ def _album_item(content: content_pb2.Content, upload_limit: int) -> _Item | None
     """How the item would be shown alone, if that can be in an album (and its size, if the hook gives
     it, is within Telegram's limit); None when it must go alone."""
     try:
-        file = OutboundFile.from_content(content)
+        file = outbound_file(content)
     except BridgeError:
         return None  # not a file, or no file to send: it goes (or fails) alone
-    method = _fitted(_method_for(file, file.guessed_mime_type), file.size, upload_limit)
+    method = _fitted(_method_for(file, guessed_mime_type(file)), file.size, upload_limit)
     if method.name not in _INPUT_MEDIA:
         return None
-    if file.size > (PHOTO_UPLOAD_LIMIT if method is _PHOTO else upload_limit):
+    if file.size > _limit_of(method, upload_limit):
         return None
     return _Item(file, method)
 
@@ -137,7 +139,7 @@ class AlbumSender:
         families = {_FAMILIES[item.input_type] for item in checked}
         if len(checked) != len(items) or not 2 <= len(checked) <= ALBUM_LIMIT or len(families) != 1:
             raise BadRequestError("telegram: these items cannot go as one album (see album_runs)")
-        by_url = [self._single.by_url_possible(i.file, i.method, i.file.guessed_mime_type) for i in checked]
+        by_url = [self._single.by_url_possible(i.file, i.method, guessed_mime_type(i.file)) for i in checked]
         try:
             message_ids = await self._attempt(chat_id, checked, by_url, reply_to_message_id)
         except PermanentError as exc:
@@ -181,23 +183,18 @@ class AlbumSender:
         """The item's file opened at Kommo, to be streamed as part `field`; its bytes are read only when the
         body reaches it. Its size, once Kommo tells it, is checked as the hook's was."""
         file = item.file
-        response = await stack.enter_async_context(_open_attachment(self._http, file))
-        length = response.headers.get("content-length", "")
-        size = int(length) if length.isdigit() else None
-        served = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        mime_type = file.mime_type or (served if served not in ("", "application/octet-stream") else "")
-        mime_type = mime_type or _mime_of(file.file_name) or "application/octet-stream"
-        if size is not None:
+        attachment = await stack.enter_async_context(open_attachment(self._http, file.url, file.file_name))
+        if attachment.size is not None:
             # No switch to a document here (as a single photo gets): the album's other items are photos.
-            _check_size(file, item.method, size, self._upload_limit)
-        chunks = _attachment_chunks(response, file, item.method, size, self._upload_limit)
-        return FilePart(field, file.file_name, mime_type, size, chunks)
+            _check_size(file, item.method, attachment.size, self._upload_limit)
+        chunks = checked_chunks(attachment, file, item.method, self._upload_limit)
+        return FilePart(field, file.file_name, upload_mime_type(file, attachment), attachment.size, chunks)
 
     def _too_large(self, items: Sequence[_Item], parts: Sequence[FilePart]) -> TooLargeError:
         """Telegram refused the request as too large: name the largest upload (the likely culprit)."""
         largest = max(parts, key=lambda part: part.size or 0)
         item = next(i for i in items if i.file.file_name == largest.file_name)
-        limit = PHOTO_UPLOAD_LIMIT if item.method is _PHOTO else self._upload_limit
+        limit = _limit_of(item.method, self._upload_limit)
         args = {"name": largest.file_name, "size": str(largest.size or item.file.size), "limit": str(limit)}
         return TooLargeError(
             f"telegram sendMediaGroup: Request Entity Too Large ({largest.file_name!r})",

@@ -8,22 +8,21 @@ delivering Updates to the bot's webhook the way Telegram does. `/_emulator/...` 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
 import re
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from libs.emulation import EmulatorMiddleware, Fault, control_routes
+from libs.emulation import Fault
+from libs.emulation.app import emulator_app, emulator_arguments, serve
 from libs.emulation.middleware import CONTROL_PREFIX
 from libs.messengers.telegram.adapter import CHAT_ACTIONS
 from libs.messengers.telegram.emulator_albums import send_media_group
@@ -647,13 +646,7 @@ def create_telegram_emulator(state: TelegramState | None = None) -> TelegramEmul
     async def not_found(request: Request) -> Response:
         return _api_error(TelegramApiError(404, "Not Found"))
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await state.aclose()
-
     routes = [
-        *control_routes(state.log, state.faults),
         *_emulator_routes(state),
         *live_routes(state),
         *file_routes(state),
@@ -661,17 +654,12 @@ def create_telegram_emulator(state: TelegramState | None = None) -> TelegramEmul
         Route("/bot{token}/{method}", api, methods=["GET", "POST"]),
         Route("/{path:path}", not_found, methods=["GET", "POST", "PUT", "DELETE"]),
     ]
-    middleware = [Middleware(EmulatorMiddleware, log=state.log, faults=state.faults, error_responder=fault_response)]
-    return TelegramEmulator(Starlette(routes=routes, middleware=middleware, lifespan=lifespan), state)
+    return TelegramEmulator(emulator_app(state, routes, fault_response), state)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Serve the emulator alone: `python -m libs.messengers.telegram.emulator --port N`."""
-    import uvicorn
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8081)
+    parser = emulator_arguments(__doc__, default_port=8081)
     parser.add_argument(
         "--bot",
         action="append",
@@ -688,8 +676,7 @@ def main(argv: list[str] | None = None) -> None:
         username, _, token = spec.partition("=")
         bot = state.create_bot(username, token=token or None)
         print(f"telegram emulator: bot @{bot.username} id={bot.id} token={bot.token}", flush=True)
-    app, _ = create_telegram_emulator(state)
-    uvicorn.run(app, host=args.host, port=args.port)
+    serve(create_telegram_emulator(state).app, args)
 
 
 if __name__ == "__main__":

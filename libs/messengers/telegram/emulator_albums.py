@@ -18,7 +18,6 @@ answer is the array of Messages, which share that `media_group_id` when there ar
 from __future__ import annotations
 
 import itertools
-import time
 from typing import TYPE_CHECKING, Any, Final
 
 from libs.messengers.telegram.emulator_uploads import (
@@ -28,12 +27,11 @@ from libs.messengers.telegram.emulator_uploads import (
     IncomingFile,
     MediaMethod,
     Params,
-    UploadedFile,
-    UploadRecord,
+    SentFile,
     UploadRefused,
     check_file,
-    file_object,
     incoming_file,
+    sent_file_message,
 )
 
 if TYPE_CHECKING:
@@ -151,36 +149,8 @@ async def send_media_group(
     group_id = str(next(_media_group_ids)) if len(parsed) > 1 else ""
     messages = []
     for (method, item, caption), (file, shown_as) in zip(parsed, incoming, strict=True):
-        stored = file.stored or files.keep(
-            bot, method.folder_kind, file.mime_type, file.file_name, file.path, file.sha256
-        )
         named = str(item.raw("media"))
         upload = params.raw(named.removeprefix("attach://")) if named.startswith("attach://") else None
-        if isinstance(upload, UploadedFile):
-            upload.kept = True
-        content: dict[str, Any] = {shown_as: file_object(shown_as, stored, file, item)}
-        if caption:
-            content["caption"] = caption
-        if group_id:
-            content["media_group_id"] = group_id
-        message = state.bot_message(bot, chat, "sendMediaGroup", content, reply_to)
-        state.uploads.add(
-            UploadRecord(
-                bot_id=bot.id,
-                chat_id=chat.id,
-                message_id=message["message_id"],
-                method="sendMediaGroup",
-                shown_as=shown_as,
-                via=file.via,
-                caption=caption,
-                file_name=file.file_name,
-                file_size=file.size,
-                mime_type=file.mime_type,
-                sha256=file.sha256,
-                url=file.url,
-                at=time.time(),
-                media_group_id=group_id,
-            )
-        )
-        messages.append(message)
+        sent = SentFile(method, file, shown_as, upload, item, caption)
+        messages.append(sent_file_message(state, bot, chat, "sendMediaGroup", sent, reply_to, group_id))
     return messages

@@ -27,12 +27,13 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import parse_options_header
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from libs.emulation.middleware import CONTROL_PREFIX
+from libs.emulation.multipart_spool import FORM_ALLOWANCE, MultipartSpool, SpooledFile
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -48,8 +49,6 @@ PHOTO_URL_LIMIT: Final = 5 * MB
 URL_LIMIT: Final = 20 * MB
 CAPTION_LIMIT: Final = 1024
 ALBUM_MAX_ITEMS: Final = 10
-# Room for the form fields around the file when checking a request's Content-Length up front.
-_FORM_ALLOWANCE: Final = MB
 _FETCH_TIMEOUT_S: Final = 30.0
 _FETCH_CHUNK_BYTES: Final = 256 * 1024
 _DOCUMENT_URL_TYPES: Final = frozenset({"image/gif", "application/pdf", "application/zip"})
@@ -111,84 +110,10 @@ def upload_limit(method: str, files: FileStore) -> int:
 
 
 @dataclass
-class UploadedFile:
+class UploadedFile(SpooledFile):
     """One file part of a multipart request, on disk."""
 
-    file_name: str
-    content_type: str
-    path: Path
-    size: int = 0
-    sha256: str = ""
     kept: bool = False  # registered in the file store (else removed after the call)
-
-
-class _MultipartReader:
-    """python-multipart callbacks: plain fields into `fields`, file parts into files on disk."""
-
-    def __init__(self, spool: Callable[[], Path], limit: int) -> None:
-        self._spool = spool
-        self._limit = limit
-        self.fields: dict[str, str | UploadedFile] = {}
-        self.files: list[UploadedFile] = []
-        self._headers: dict[bytes, bytes] = {}
-        self._header_name = b""
-        self._header_value = b""
-        self._data = bytearray()
-        self._file: UploadedFile | None = None
-        self._handle: Any = None
-        self._digest: Any = None
-
-    def on_part_begin(self) -> None:
-        self._headers = {}
-        self._data = bytearray()
-        self._file = None
-
-    def on_header_field(self, data: bytes, start: int, end: int) -> None:
-        self._header_name += data[start:end]
-
-    def on_header_value(self, data: bytes, start: int, end: int) -> None:
-        self._header_value += data[start:end]
-
-    def on_header_end(self) -> None:
-        self._headers[self._header_name.strip().lower()] = self._header_value.strip()
-        self._header_name = self._header_value = b""
-
-    def on_headers_finished(self) -> None:
-        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
-        if b"filename" in options:
-            content_type, _ = parse_options_header(self._headers.get(b"content-type", b""))
-            name = options[b"filename"].decode("utf-8", "replace")
-            self._file = UploadedFile(PurePosixPath(name).name, content_type.decode("latin-1"), self._spool())
-            self._handle = self._file.path.open("wb")
-            self._digest = hashlib.sha256()
-            self.files.append(self._file)
-
-    def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._file is None:
-            if len(self._data) + end - start > _FORM_ALLOWANCE:
-                raise UploadRefused(413, _TOO_LARGE)
-            self._data += data[start:end]
-            return
-        self._file.size += end - start
-        if self._file.size > self._limit:
-            raise UploadRefused(413, _TOO_LARGE)
-        self._digest.update(data[start:end])
-        self._handle.write(data[start:end])
-
-    def on_part_end(self) -> None:
-        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
-        name = options.get(b"name", b"").decode("utf-8", "replace")
-        if self._file is not None:
-            self._handle.close()
-            self._handle = None
-            self._file.sha256 = self._digest.hexdigest()
-            self.fields[name] = self._file
-        else:
-            self.fields[name] = self._data.decode("utf-8", "replace")
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
 
 
 async def read_multipart(request: Request, files: FileStore) -> dict[str, str | UploadedFile]:
@@ -199,47 +124,26 @@ async def read_multipart(request: Request, files: FileStore) -> dict[str, str | 
     # sendMediaGroup takes up to 10 files, each within the limit.
     most_files = ALBUM_MAX_ITEMS if method.lower() == "sendmediagroup" else 1
     length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit * most_files + _FORM_ALLOWANCE:
+    if length.isdigit() and int(length) > limit * most_files + FORM_ALLOWANCE:
         raise UploadRefused(413, _TOO_LARGE)
     _, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
     if not boundary:
         raise UploadRefused(400, "Bad Request: multipart boundary is missing")
-    reader = _MultipartReader(files.spool_path, limit)
-    callbacks: Any = {
-        name: getattr(reader, name)
-        for name in (
-            "on_part_begin",
-            "on_header_field",
-            "on_header_value",
-            "on_header_end",
-            "on_headers_finished",
-            "on_part_data",
-            "on_part_end",
-        )
-    }
-    parser = MultipartParser(boundary, callbacks)
+    reader = MultipartSpool(
+        files.spool_path,
+        file_limit=limit,
+        file_too_large=lambda: UploadRefused(413, _TOO_LARGE),
+        field_too_large=lambda: UploadRefused(413, _TOO_LARGE),
+        new_file=UploadedFile,
+    )
     try:
-        async for chunk in request.stream():
-            parser.write(chunk)
-        parser.finalize()
+        await reader.read(request, boundary)
     except MultipartParseError:
-        discard(reader.files)
         raise UploadRefused(400, "Bad Request: can't parse the multipart request body") from None
     except ClientDisconnect:  # the sender gave up mid-upload: nobody reads the answer, nothing is kept
-        discard(reader.files)
         raise UploadRefused(400, "Bad Request: the request body ended early") from None
-    except UploadRefused:
-        discard(reader.files)
-        raise
-    finally:
-        reader.close()
     return reader.fields
-
-
-def discard(uploads: list[UploadedFile]) -> None:
-    for upload in uploads:
-        upload.path.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -481,29 +385,62 @@ async def send_media(
         if file.via == "url":  # an upload is removed by the caller, a file_id's file stays
             file.path.unlink(missing_ok=True)
         raise
-    stored = file.stored or files.keep(bot, method.folder_kind, file.mime_type, file.file_name, file.path, file.sha256)
-    upload = params.raw(method.field)
-    if isinstance(upload, UploadedFile):
-        upload.kept = True
-    content: dict[str, Any] = {shown_as: file_object(shown_as, stored, file, params)}
-    if caption:
-        content["caption"] = caption
-    message = state.bot_message(bot, chat, method.name, content, reply_to)
+    sent = SentFile(method, file, shown_as, params.raw(method.field), params, caption)
+    return sent_file_message(state, bot, chat, method.name, sent, reply_to)
+
+
+@dataclass(frozen=True)
+class SentFile:
+    """A checked file of a send call: how it is shown, the upload it came in (if any), the parameters
+    that describe it (duration, width, ...), and its caption."""
+
+    method: MediaMethod
+    file: IncomingFile
+    shown_as: str
+    upload: Any
+    details: Params
+    caption: str
+
+
+def sent_file_message(
+    state: TelegramState,
+    bot: Bot,
+    chat: Chat,
+    method_name: str,
+    sent: SentFile,
+    reply_to: dict[str, Any] | None,
+    media_group_id: str = "",
+) -> dict[str, Any]:
+    """The Message that shows a sent file: the file kept in the bot's store (so its file_id works again)
+    and the send recorded."""
+    file = sent.file
+    stored = file.stored or state.files.keep(
+        bot, sent.method.folder_kind, file.mime_type, file.file_name, file.path, file.sha256
+    )
+    if isinstance(sent.upload, UploadedFile):
+        sent.upload.kept = True
+    content: dict[str, Any] = {sent.shown_as: file_object(sent.shown_as, stored, file, sent.details)}
+    if sent.caption:
+        content["caption"] = sent.caption
+    if media_group_id:
+        content["media_group_id"] = media_group_id
+    message = state.bot_message(bot, chat, method_name, content, reply_to)
     state.uploads.add(
         UploadRecord(
             bot_id=bot.id,
             chat_id=chat.id,
             message_id=message["message_id"],
-            method=method.name,
-            shown_as=shown_as,
+            method=method_name,
+            shown_as=sent.shown_as,
             via=file.via,
-            caption=caption,
+            caption=sent.caption,
             file_name=file.file_name,
             file_size=file.size,
             mime_type=file.mime_type,
             sha256=file.sha256,
             url=file.url,
             at=time.time(),
+            media_group_id=media_group_id,
         )
     )
     return message

@@ -11,23 +11,19 @@ logs it, puts it in an error, or chains an httpx exception that would carry the 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
-import mimetypes
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Any, Final
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
 import httpx
 from kommo_bridge.events.v1 import content_pb2
 
 from libs import status_texts
 from libs.errors import (
-    BadRequestError,
     BridgeError,
     CredentialRejectedError,
     NotFoundError,
@@ -37,7 +33,11 @@ from libs.errors import (
     TimedOutError,
     TooLargeError,
 )
+from libs.media.attachments import OpenAttachment, open_attachment
+from libs.media.attachments import chunks as attachment_chunks
 from libs.media.multipart import MultipartBody
+from libs.media.outbound_files import OutboundFile, mime_type_of, platform_can_fetch
+from libs.media.streams import content_length, open_stream, response_chunks, served_mime_type
 from libs.messengers.registry import FileStream, MediaLimits
 from libs.messengers.telegram.adapter import TelegramBotClient
 
@@ -141,23 +141,6 @@ def _download_failure(outcome: httpx.Response | Exception) -> BridgeError:
     return PermanentError(f"{where}: refused (HTTP {status})")
 
 
-async def _chunks(response: httpx.Response) -> AsyncIterator[bytes]:
-    iterator = response.aiter_bytes(DOWNLOAD_CHUNK_BYTES)
-    while True:
-        failure: BridgeError | None = None
-        chunk = b""
-        try:
-            chunk = await anext(iterator)
-        except StopAsyncIteration:
-            return
-        except httpx.HTTPError as exc:
-            failure = _download_failure(exc)
-        if failure is not None:
-            # Raised outside the handler, so the httpx error (its request holds the URL) is not chained.
-            raise failure
-        yield chunk
-
-
 @asynccontextmanager
 async def open_download(http: httpx.AsyncClient, base_url: str, token: str, file_id: str) -> AsyncIterator[FileStream]:
     """Stream one file from Telegram: getFile, then the file itself in bounded chunks. The size is what
@@ -168,23 +151,13 @@ async def open_download(http: httpx.AsyncClient, base_url: str, token: str, file
     request = http.build_request(
         "GET", f"{base_url.rstrip('/')}/file/bot{token}/{path}", headers={"Accept-Encoding": "identity"}
     )
-    outcome: httpx.Response | Exception
-    try:
-        outcome = await http.send(request, stream=True)
-    except httpx.HTTPError as exc:
-        outcome = exc
-    if isinstance(outcome, Exception):
-        raise _download_failure(outcome)
-    response = outcome
-    try:
-        if not response.is_success:
-            raise _download_failure(response)
-        length = response.headers.get("content-length", "")
-        size = int(length) if length.isdigit() else file.file_size
-        mime_type = response.headers.get("content-type", "").split(";")[0].strip()
-        yield FileStream(size=size, mime_type=mime_type, chunks=_chunks(response))
-    finally:
-        await response.aclose()
+    async with open_stream(http, request, _download_failure) as response:
+        size = content_length(response)
+        yield FileStream(
+            size=file.file_size if size is None else size,
+            mime_type=served_mime_type(response),
+            chunks=response_chunks(response, DOWNLOAD_CHUNK_BYTES, _download_failure),
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -196,7 +169,6 @@ async def open_download(http: httpx.AsyncClient, base_url: str, token: str, file
 # feeds a multipart/form-data body chunk by chunk, so memory stays bounded whatever the file's size. A URL
 # Telegram refuses to fetch falls back to the upload.
 
-UPLOAD_CHUNK_BYTES: Final = 256 * 1024
 # Telegram recompresses photos and takes at most 10 MB of them, whatever the Bot API server.
 PHOTO_UPLOAD_LIMIT: Final = 10 * MB
 # What Telegram fetches from an HTTP URL (reference §1): ~5 MB photos, 20 MB anything else.
@@ -233,7 +205,6 @@ _URL_REFUSALS: Final = (
     "webpage_curl_failed",
     "webpage_media_empty",
 )
-_PUBLIC_SUFFIX_EXCLUSIONS: Final = (".localhost", ".local", ".internal", ".lan", ".home.arpa")
 
 
 @dataclass(frozen=True)
@@ -253,14 +224,6 @@ _DOCUMENT = _Method("sendDocument", "document", URL_LIMIT, _DOCUMENT_URL_TYPES)
 _VOICE = _Method("sendVoice", "voice", URL_LIMIT, None)
 _AUDIO = _Method("sendAudio", "audio", URL_LIMIT, None)
 _STICKER = _Method("sendSticker", "sticker", URL_LIMIT, _STICKER_URL_TYPES, captioned=False)
-
-_KIND_NAMES: Final = {
-    content_pb2.MEDIA_KIND_PICTURE: "picture",
-    content_pb2.MEDIA_KIND_VIDEO: "video",
-    content_pb2.MEDIA_KIND_FILE: "file",
-    content_pb2.MEDIA_KIND_VOICE: "voice",
-    content_pb2.MEDIA_KIND_AUDIO: "audio",
-}
 
 
 def _form_value(value: Any) -> str:
@@ -318,81 +281,18 @@ def _split_text(text: str) -> list[str]:
     return pieces
 
 
-def _is_public_host(host: str) -> bool:
-    """Whether the internet can reach `host`: a global IP address or a dotted public name."""
-    host = host.strip("[]").lower()
-    try:
-        return ipaddress.ip_address(host).is_global
-    except ValueError:
-        pass
-    return "." in host and not host.endswith(_PUBLIC_SUFFIX_EXCLUSIONS)
-
-
-def telegram_can_fetch(url: str, api_base_url: str) -> bool:
-    """Telegram fetches a URL from its own servers on the internet, so a file on a private or loopback
-    host is out of its reach, unless the Bot API server is itself local (a self-hosted server, an
-    emulator) and so shares that network."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return False
-    return _is_public_host(parts.hostname) or not _is_public_host(urlsplit(api_base_url).hostname or "")
-
-
 def _mime_of(name: str) -> str:
-    extension = PurePosixPath(name).suffix.lower()
-    return _EXTRA_TYPES.get(extension) or mimetypes.guess_type(name)[0] or ""
+    return mime_type_of(name, _EXTRA_TYPES)
 
 
-@dataclass(frozen=True)
-class OutboundFile:
-    """A Kommo attachment on its way to Telegram: what the hook said about it (size 0: not said)."""
-
-    kind: str  # the canonical kind: picture, video, file, voice, audio, sticker
-    url: str
-    file_name: str
-    size: int
-    mime_type: str
-    caption: str
-
-    @classmethod
-    def from_content(cls, content: content_pb2.Content) -> OutboundFile:
-        which = content.WhichOneof("body")
-        if which == "sticker":
-            sticker = content.sticker
-            if not sticker.file_ref.startswith(("http://", "https://")):
-                # A Kommo sticker_id names a sticker of Kommo's own sets: there is no file to send.
-                raise PermanentError(
-                    "telegram: a Kommo sticker without a file URL (a sticker_id) cannot be sent to Telegram",
-                    reason=status_texts.TYPE_UNSUPPORTED,
-                    reason_args={"type": "sticker", "platform": "telegram"},
-                )
-            name = _name_in_url(sticker.file_ref) or "sticker.webp"
-            return cls("sticker", sticker.file_ref, name, max(0, sticker.size), sticker.mime_type, "")
-        if which != "media":
-            raise BadRequestError(f"telegram: {which} is not a file")
-        media = content.media
-        kind = _KIND_NAMES.get(media.kind, "file")
-        name = media.file_name or _name_in_url(media.file_ref) or _default_name(kind, media.mime_type)
-        if not media.file_ref.startswith(("http://", "https://")):
-            raise PermanentError(
-                f"telegram: the {kind} {name!r} has no URL to fetch it from",
-                reason=status_texts.FILE_UNAVAILABLE,
-                reason_args={"name": name},
-            )
-        return cls(kind, media.file_ref, name, max(0, media.size), media.mime_type, media.caption)
-
-    @property
-    def guessed_mime_type(self) -> str:
-        return self.mime_type or _mime_of(self.file_name)
+def outbound_file(content: content_pb2.Content) -> OutboundFile:
+    """The file of a Media or Sticker content on its way to Telegram."""
+    return OutboundFile.from_content(content, "telegram")
 
 
-def _name_in_url(url: str) -> str:
-    return PurePosixPath(unquote(urlsplit(url).path)).name
-
-
-def _default_name(kind: str, mime_type: str) -> str:
-    extension = mimetypes.guess_extension(mime_type) if mime_type else None
-    return f"{kind}{extension or ''}"
+def guessed_mime_type(file: OutboundFile) -> str:
+    """The type the hook gave, else the one the file name suggests (Telegram's sticker types included)."""
+    return file.guessed_mime_type(_EXTRA_TYPES)
 
 
 def _method_for(file: OutboundFile, mime_type: str) -> _Method:
@@ -419,8 +319,13 @@ def _fitted(method: _Method, size: int, upload_limit: int) -> _Method:
     return method
 
 
+def _limit_of(method: _Method, upload_limit: int) -> int:
+    """Photos are capped lower than the Bot API server's upload limit, whatever the server."""
+    return PHOTO_UPLOAD_LIMIT if method is _PHOTO else upload_limit
+
+
 def _check_size(file: OutboundFile, method: _Method, size: int, upload_limit: int) -> None:
-    limit = PHOTO_UPLOAD_LIMIT if method is _PHOTO else upload_limit
+    limit = _limit_of(method, upload_limit)
     if size > limit:
         raise TooLargeError(
             f"telegram {method.name}: the file {file.file_name!r} is {size} bytes, over Telegram's limit of "
@@ -430,66 +335,17 @@ def _check_size(file: OutboundFile, method: _Method, size: int, upload_limit: in
         )
 
 
-def _kommo_failure(file: OutboundFile, outcome: httpx.Response | Exception) -> BridgeError:
-    """The one mapping of a failed attachment download from Kommo; never names the URL."""
-    where = f"kommo attachment {file.file_name!r}"
-    if isinstance(outcome, httpx.TimeoutException):
-        return TimedOutError(f"{where}: the download timed out ({type(outcome).__name__})")
-    if isinstance(outcome, httpx.TransportError):
-        return RetryableError(f"{where}: the download failed ({type(outcome).__name__})")
-    if isinstance(outcome, Exception):
-        return RetryableError(f"{where}: the download failed ({type(outcome).__name__})")
-    status = outcome.status_code
-    if status == 429 or status >= 500:
-        return RetryableError(f"{where}: Kommo answered HTTP {status}")
-    reason, args = status_texts.FILE_UNAVAILABLE, {"name": file.file_name}
-    if status in (403, 404, 410):
-        message = f"{where}: the file is no longer available in Kommo (HTTP {status})"
-        return NotFoundError(message, reason=reason, reason_args=args)
-    return PermanentError(f"{where}: Kommo refused the download (HTTP {status})", reason=reason, reason_args=args)
+def upload_mime_type(file: OutboundFile, attachment: OpenAttachment) -> str:
+    """The type an upload declares: the hook's, else the one Kommo serves, else the file name's."""
+    return file.mime_type or attachment.served_mime_type or _mime_of(file.file_name) or "application/octet-stream"
 
 
-@asynccontextmanager
-async def _open_attachment(http: httpx.AsyncClient, file: OutboundFile) -> AsyncIterator[httpx.Response]:
-    # identity: a compressed answer would make Content-Length disagree with the bytes we pass on.
-    request = http.build_request("GET", file.url, headers={"Accept-Encoding": "identity"})
-    outcome: httpx.Response | Exception
-    try:
-        outcome = await http.send(request, stream=True, follow_redirects=True)
-    except httpx.HTTPError as exc:
-        outcome = exc
-    if isinstance(outcome, Exception):
-        raise _kommo_failure(file, outcome)
-    try:
-        if not outcome.is_success:
-            raise _kommo_failure(file, outcome)
-        yield outcome
-    finally:
-        await outcome.aclose()
-
-
-async def _attachment_chunks(
-    response: httpx.Response, file: OutboundFile, method: _Method, size: int | None, upload_limit: int
+def checked_chunks(
+    attachment: OpenAttachment, file: OutboundFile, method: _Method, upload_limit: int
 ) -> AsyncIterator[bytes]:
-    """The attachment's bytes as they arrive, checked against the limit and the announced size."""
-    received = 0
-    iterator = response.aiter_bytes(UPLOAD_CHUNK_BYTES)
-    while True:
-        failure: BridgeError | None = None
-        chunk = b""
-        try:
-            chunk = await anext(iterator)
-        except StopAsyncIteration:
-            break
-        except httpx.HTTPError as exc:
-            failure = _kommo_failure(file, exc)
-        if failure is not None:
-            raise failure  # outside the handler: the httpx error is not chained
-        received += len(chunk)
-        _check_size(file, method, received, upload_limit)
-        yield chunk
-    if size is not None and received != size:
-        raise RetryableError(f"kommo attachment {file.file_name!r}: got {received} of {size} bytes")
+    """The attachment's bytes, checked against the method's limit and the size Kommo announced."""
+    limit = _limit_of(method, upload_limit)
+    return attachment_chunks(attachment, file.file_name, limit=limit, platform="telegram")
 
 
 def _is_url_refusal(error: PermanentError) -> bool:
@@ -512,7 +368,7 @@ class MediaSender:
     async def send(self, chat_id: str, content: content_pb2.Content, reply_to_message_id: int | None = None) -> int:
         """Send the file (caption included when it fits); returns the message_id of the file's message.
         A caption over Telegram's 1024 follows the file as text, whole: cutting it would change it."""
-        file = OutboundFile.from_content(content)
+        file = outbound_file(content)
         caption = file.caption if _utf16_length(file.caption) <= CAPTION_LIMIT else ""
         message_id = await self._send_file(chat_id, file, caption, reply_to_message_id)
         if file.caption and not caption:
@@ -520,7 +376,7 @@ class MediaSender:
         return message_id
 
     async def _send_file(self, chat_id: str, file: OutboundFile, caption: str, reply_to: int | None) -> int:
-        mime_type = file.guessed_mime_type
+        mime_type = guessed_mime_type(file)
         method = _fitted(_method_for(file, mime_type), file.size, self._upload_limit)
         if file.size:
             _check_size(file, method, file.size, self._upload_limit)
@@ -544,7 +400,7 @@ class MediaSender:
             return False
         if method.url_types is not None and mime_type not in method.url_types:
             return False
-        return telegram_can_fetch(file.url, self._api_base_url)
+        return platform_can_fetch(file.url, self._api_base_url)
 
     @staticmethod
     def _payload(chat_id: str, method: _Method, caption: str) -> dict[str, Any]:
@@ -556,24 +412,20 @@ class MediaSender:
     async def _upload(
         self, chat_id: str, file: OutboundFile, method: _Method, caption: str, reply_to: int | None
     ) -> int:
-        async with _open_attachment(self._http, file) as response:
-            length = response.headers.get("content-length", "")
-            size = int(length) if length.isdigit() else None
-            served = response.headers.get("content-type", "").split(";")[0].strip().lower()
-            mime_type = file.mime_type or (served if served not in ("", "application/octet-stream") else "")
-            mime_type = mime_type or _mime_of(file.file_name) or "application/octet-stream"
+        async with open_attachment(self._http, file.url, file.file_name) as attachment:
+            size = attachment.size
             if size is not None:
                 method = _fitted(method, size, self._upload_limit)
                 _check_size(file, method, size, self._upload_limit)
-            chunks = _attachment_chunks(response, file, method, size, self._upload_limit)
-            upload = FileUpload(method.field, file.file_name, mime_type, size, chunks)
+            chunks = checked_chunks(attachment, file, method, self._upload_limit)
+            upload = FileUpload(method.field, file.file_name, upload_mime_type(file, attachment), size, chunks)
             try:
                 message_id = await self._client.send_file(
                     method.name, self._payload(chat_id, method, caption), reply_to, upload
                 )
             except PermanentError as exc:
                 if "request entity too large" in str(exc).lower():
-                    limit = PHOTO_UPLOAD_LIMIT if method is _PHOTO else self._upload_limit
+                    limit = _limit_of(method, self._upload_limit)
                     args = {"name": file.file_name, "size": str(size or file.size), "limit": str(limit)}
                     raise TooLargeError(
                         str(exc), reason=status_texts.FILE_TOO_LARGE, reason_args={**args, "platform": "telegram"}

@@ -11,23 +11,22 @@ routes play the users' side, show what businesses sent, and inject faults.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import contextlib
 import json
 import re
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from libs.emulation import EmulatorMiddleware, Fault, control_routes
+from libs.emulation import Fault
+from libs.emulation.app import emulator_app, emulator_arguments, serve
 from libs.emulation.middleware import CONTROL_PREFIX
 from libs.messengers.whatsapp import emulator_messages as messages
 from libs.messengers.whatsapp.emulator_errors import GraphApiError, invalid_parameter, unknown_object
@@ -714,28 +713,17 @@ def create_whatsapp_emulator(state: WhatsAppState | None = None) -> WhatsAppEmul
     """Build the emulator app around `state` (a fresh one by default). Unpacks as `app, state`."""
     state = state or WhatsAppState()
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await state.aclose()
-
     routes = [
-        *control_routes(state.log, state.faults),
         *_emulator_routes(state),
         Route(LOOKASIDE_PATH, _lookaside(state), methods=["GET"]),
         Route("/{path:path}", _Graph(state).handle, methods=["GET", "POST", "DELETE"]),
     ]
-    middleware = [Middleware(EmulatorMiddleware, log=state.log, faults=state.faults, error_responder=fault_response)]
-    return WhatsAppEmulator(Starlette(routes=routes, middleware=middleware, lifespan=lifespan), state)
+    return WhatsAppEmulator(emulator_app(state, routes, fault_response), state)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Serve the emulator alone: `python -m libs.messengers.whatsapp.emulator --port N`."""
-    import uvicorn
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8082)
+    parser = emulator_arguments(__doc__, default_port=8082)
     parser.add_argument(
         "--business",
         action="append",
@@ -753,8 +741,7 @@ def main(argv: list[str] | None = None) -> None:
         business.subscribed = True
         print(f"whatsapp emulator: {name} credential={numbers[0].id}:{business.id}:{token}", flush=True)
     print(f"whatsapp emulator: app id={state.app.id} secret={state.app.secret}", flush=True)
-    app, _ = create_whatsapp_emulator(state)
-    uvicorn.run(app, host=args.host, port=args.port)
+    serve(create_whatsapp_emulator(state).app, args)
 
 
 if __name__ == "__main__":

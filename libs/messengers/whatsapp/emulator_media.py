@@ -19,15 +19,17 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
 from urllib.parse import urlencode
 
 import httpx
 from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import parse_options_header
 from starlette.requests import ClientDisconnect, Request
+
+from libs.emulation.multipart_spool import FORM_ALLOWANCE, MultipartSpool, SpooledFile
 
 MB: Final = 2**20
 KB: Final = 2**10
@@ -35,7 +37,6 @@ LOOKASIDE_PATH: Final = "/whatsapp_business/attachments/"
 LOOKASIDE_TTL_S: Final = 300
 UPLOAD_TTL_S: Final = 30 * 24 * 3600
 INBOUND_TTL_S: Final = 7 * 24 * 3600
-_FORM_ALLOWANCE: Final = MB
 _FETCH_CHUNK_BYTES: Final = 256 * 1024
 _FETCH_TIMEOUT_S: Final = 30.0
 
@@ -78,81 +79,6 @@ class StoredMedia:
             "via": self.via,
             "source_url": self.source_url,
         }
-
-
-@dataclass
-class _Reader:
-    """python-multipart callbacks: plain fields into `fields`, the file part onto disk."""
-
-    path: Path
-    limit: int
-    fields: dict[str, str] = field(default_factory=dict)
-    file_name: str = ""
-    file_type: str = ""
-    size: int = 0
-    has_file: bool = False
-    _headers: dict[bytes, bytes] = field(default_factory=dict)
-    _header_name: bytes = b""
-    _header_value: bytes = b""
-    _data: bytearray = field(default_factory=bytearray)
-    _in_file: bool = False
-    _handle: Any = None
-    _digest: Any = None
-
-    def on_part_begin(self) -> None:
-        self._headers = {}
-        self._data = bytearray()
-        self._in_file = False
-
-    def on_header_field(self, data: bytes, start: int, end: int) -> None:
-        self._header_name += data[start:end]
-
-    def on_header_value(self, data: bytes, start: int, end: int) -> None:
-        self._header_value += data[start:end]
-
-    def on_header_end(self) -> None:
-        self._headers[self._header_name.strip().lower()] = self._header_value.strip()
-        self._header_name = self._header_value = b""
-
-    def on_headers_finished(self) -> None:
-        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
-        if b"filename" in options and not self.has_file:
-            content_type, _ = parse_options_header(self._headers.get(b"content-type", b""))
-            self.file_name = PurePosixPath(options[b"filename"].decode("utf-8", "replace")).name
-            self.file_type = content_type.decode("latin-1").lower()
-            self.has_file = self._in_file = True
-            self._handle = self.path.open("wb")
-            self._digest = hashlib.sha256()
-
-    def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        if not self._in_file:
-            if len(self._data) + end - start > _FORM_ALLOWANCE:
-                raise MediaRefused("a form field is too large", code=100)
-            self._data += data[start:end]
-            return
-        self.size += end - start
-        if self.size > self.limit:
-            raise MediaRefused("File size exceeds the limit for its type")
-        self._digest.update(data[start:end])
-        self._handle.write(data[start:end])
-
-    def on_part_end(self) -> None:
-        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
-        name = options.get(b"name", b"").decode("utf-8", "replace")
-        if self._in_file:
-            self._handle.close()
-            self._handle = None
-            self._in_file = False
-        else:
-            self.fields[name] = self._data.decode("utf-8", "replace")
-
-    @property
-    def sha256(self) -> str:
-        return self._digest.hexdigest() if self._digest is not None else ""
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
 
 
 class MediaStore:
@@ -198,65 +124,53 @@ class MediaStore:
         """Parse a multipart upload as it streams in; the stored file, or MediaRefused."""
         limit = UPLOAD_LIMIT
         length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > limit + _FORM_ALLOWANCE:
+        if length.isdigit() and int(length) > limit + FORM_ALLOWANCE:
             raise MediaRefused("File size exceeds the limit")
         _, options = parse_options_header(request.headers.get("content-type", ""))
         boundary = options.get(b"boundary")
         if not boundary:
             raise MediaRefused("the body must be multipart/form-data", code=100)
-        reader = _Reader(self._spool(), limit)
-        callbacks: Any = {
-            name: getattr(reader, name)
-            for name in (
-                "on_part_begin",
-                "on_header_field",
-                "on_header_value",
-                "on_header_end",
-                "on_headers_finished",
-                "on_part_data",
-                "on_part_end",
-            )
-        }
-        parser = MultipartParser(boundary, callbacks)
+        reader = MultipartSpool(
+            self._spool,
+            file_limit=limit,
+            file_too_large=lambda: MediaRefused("File size exceeds the limit for its type"),
+            field_too_large=lambda: MediaRefused("a form field is too large", code=100),
+            new_file=SpooledFile,
+            max_files=1,
+        )
         try:
-            async for chunk in request.stream():
-                parser.write(chunk)
-            parser.finalize()
+            await reader.read(request, boundary)
         except (MultipartParseError, ClientDisconnect):
-            reader.path.unlink(missing_ok=True)
             raise MediaRefused("the multipart body cannot be parsed", code=100) from None
-        except MediaRefused:
-            reader.path.unlink(missing_ok=True)
-            raise
-        finally:
-            reader.close()
         try:
             return self._check_upload(reader, owner)
         except MediaRefused:
-            reader.path.unlink(missing_ok=True)
+            reader.discard()
             raise
 
-    def _check_upload(self, reader: _Reader, owner: str) -> StoredMedia:
+    def _check_upload(self, reader: MultipartSpool[SpooledFile], owner: str) -> StoredMedia:
         if reader.fields.get("messaging_product") != "whatsapp":
             raise MediaRefused("The parameter messaging_product is required.", code=100)
-        mime_type = reader.fields.get("type", "").strip().lower()
+        mime_type = reader.fields.get("type", "")
+        mime_type = mime_type.strip().lower() if isinstance(mime_type, str) else ""
         if not mime_type:
             raise MediaRefused("The parameter type is required.", code=100)
-        if not reader.has_file:
+        if not reader.files:
             raise MediaRefused("The parameter file is required.", code=100)
         if "/" not in mime_type:
             raise MediaRefused(f"Param type must be a MIME type, got {mime_type!r}")
-        if reader.size == 0:
+        file = reader.files[0]
+        if file.size == 0:
             raise MediaRefused("The file is empty")
         media = StoredMedia(
             self._new_id(),
-            reader.path,
+            file.path,
             mime_type,
-            reader.size,
-            reader.sha256,
+            file.size,
+            file.sha256,
             owner,
             self._clock() + UPLOAD_TTL_S,
-            reader.file_name,
+            file.file_name,
             "upload",
         )
         self.items[media.id] = media

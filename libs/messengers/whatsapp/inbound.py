@@ -21,6 +21,7 @@ from typing import Any, Final
 from kommo_bridge.events.v1 import content_pb2, events_pb2
 
 from libs.errors import BadRequestError
+from libs.messengers.payload_reader import PayloadReader, type_name
 from libs.messengers.whatsapp.graph_errors import GraphError, reason_of
 
 OBJECT: Final = "whatsapp_business_account"
@@ -48,59 +49,11 @@ _SILENT_TYPES: Final = frozenset({"system", "request_welcome"})
 _FORWARD_FLAGS: Final = ("forwarded", "frequently_forwarded")
 
 
-def _type_name(value: object) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object" if isinstance(value, dict) else type(value).__name__
-
-
-class _Reader:
+class _Reader(PayloadReader):
     """Typed reads from a notification, naming the exact field of anything malformed."""
 
-    def fail(self, path: str, expected: str, value: object) -> BadRequestError:
-        return BadRequestError(f"whatsapp notification: {path} must be {expected}, got {_type_name(value)}")
-
-    def obj(self, parent: Mapping[str, Any], key: str, path: str) -> dict[str, Any]:
-        value = parent.get(key)
-        if not isinstance(value, dict):
-            raise self.fail(f"{path}.{key}", "an object", value)
-        return value
-
-    def list_(self, parent: Mapping[str, Any], key: str, path: str) -> list[Any]:
-        value = parent.get(key, [])
-        if not isinstance(value, list):
-            raise self.fail(f"{path}.{key}", "an array", value)
-        return value
-
-    def str_(self, parent: Mapping[str, Any], key: str, path: str, *, required: bool = False) -> str:
-        value = parent.get(key)
-        if value is None and not required:
-            return ""
-        if not isinstance(value, str) or (required and not value):
-            raise self.fail(f"{path}.{key}", "a non-empty string" if required else "a string", value)
-        return value
-
-    def float_(self, parent: Mapping[str, Any], key: str, path: str) -> float:
-        value = parent.get(key)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(f"{path}.{key}", "a number", value)
-        return float(value)
-
-    def int_(self, parent: Mapping[str, Any], key: str, path: str) -> int:
-        value = parent.get(key)
-        if value is None:
-            return 0
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(f"{path}.{key}", "an integer", value)
-        return value
+    def __init__(self) -> None:
+        super().__init__("whatsapp notification")
 
     def timestamp_ms(self, parent: Mapping[str, Any], path: str) -> int:
         """`timestamp` is a string of unix seconds."""
@@ -120,7 +73,7 @@ def parse_notification(body: bytes, connection_id: str) -> list[events_pb2.Inbou
     except ValueError as exc:
         raise BadRequestError(f"whatsapp notification: body is not valid JSON ({exc.__class__.__name__})") from None
     if not isinstance(notification, dict):
-        raise BadRequestError(f"whatsapp notification: body must be a JSON object, got {_type_name(notification)}")
+        raise BadRequestError(f"whatsapp notification: body must be a JSON object, got {type_name(notification)}")
     if notification.get("object") != OBJECT:
         raise BadRequestError(f"whatsapp notification: object must be {OBJECT!r}")
     read = _Reader()
@@ -199,8 +152,8 @@ class _Value:
 
     def message(self, message: Mapping[str, Any], path: str) -> events_pb2.InboundMessage | None:
         read = self.read
-        wamid = read.str_(message, "id", path, required=True)
-        kind = read.str_(message, "type", path, required=True)
+        wamid = read.nonempty_str(message, "id", path)
+        kind = read.nonempty_str(message, "type", path)
         if kind in _SILENT_TYPES:
             return None
         client_id, profile = self.client(
@@ -219,7 +172,7 @@ class _Value:
         )
         if kind == "reaction":
             reaction = read.obj(message, "reaction", path)
-            target = read.str_(reaction, "message_id", f"{path}.reaction", required=True)
+            target = read.nonempty_str(reaction, "message_id", f"{path}.reaction")
             emoji = read.str_(reaction, "emoji", f"{path}.reaction")
             # A client has one reaction per message; an empty one takes it back without saying which it
             # was, so "removed" holds "" then: whatever the client's reaction on that message is.
@@ -229,14 +182,14 @@ class _Value:
             return event
         if kind == "edit":
             edit = read.obj(message, "edit", path)
-            event.platform_message_id = read.str_(edit, "original_message_id", f"{path}.edit", required=True)
+            event.platform_message_id = read.nonempty_str(edit, "original_message_id", f"{path}.edit")
             inner = read.obj(edit, "message", f"{path}.edit")
-            inner_kind = read.str_(inner, "type", f"{path}.edit.message", required=True)
+            inner_kind = read.nonempty_str(inner, "type", f"{path}.edit.message")
             event.edited.CopyFrom(self.content(inner, inner_kind, f"{path}.edit.message"))
             return event
         if kind == "revoke":
             revoke = read.obj(message, "revoke", path)
-            event.platform_message_id = read.str_(revoke, "original_message_id", f"{path}.revoke", required=True)
+            event.platform_message_id = read.nonempty_str(revoke, "original_message_id", f"{path}.revoke")
             event.edited.CopyFrom(content_pb2.Content(text=content_pb2.Text(body=DELETED_NOTE)))
             return event
         event.content.CopyFrom(self.content(message, kind, path))
@@ -256,9 +209,9 @@ class _Value:
             sticker = read.obj(message, "sticker", path)
             return content_pb2.Content(
                 sticker=content_pb2.Sticker(
-                    file_ref=read.str_(sticker, "id", f"{path}.sticker", required=True),
+                    file_ref=read.nonempty_str(sticker, "id", f"{path}.sticker"),
                     mime_type=_mime_type(read.str_(sticker, "mime_type", f"{path}.sticker")) or "image/webp",
-                    size=read.int_(sticker, "file_size", f"{path}.sticker"),
+                    size=read.int_(sticker, "file_size", f"{path}.sticker", required=False),
                 )
             )
         if kind == "location":
@@ -297,10 +250,10 @@ class _Value:
         return content_pb2.Content(
             media=content_pb2.Media(
                 kind=content_pb2.MEDIA_KIND_VOICE if kind == "audio" and voice else _MEDIA_KINDS[kind],
-                file_ref=read.str_(media, "id", path, required=True),
+                file_ref=read.nonempty_str(media, "id", path),
                 file_name=read.str_(media, "filename", path),
                 # Not in the notification (Graph says it on download); newer webhooks may add it.
-                size=read.int_(media, "file_size", path),
+                size=read.int_(media, "file_size", path, required=False),
                 mime_type=_mime_type(read.str_(media, "mime_type", path)),
                 caption=read.str_(media, "caption", path),
             )
@@ -342,7 +295,7 @@ class _Value:
             return content_pb2.Content(
                 text=content_pb2.Text(
                     body=read.str_(reply, "title", f"{path}.interactive.{kind}"),
-                    callback_data=read.str_(reply, "id", f"{path}.interactive.{kind}", required=True),
+                    callback_data=read.nonempty_str(reply, "id", f"{path}.interactive.{kind}"),
                 )
             )
         if isinstance(interactive, dict) and kind == "nfm_reply":  # a WhatsApp Flow's answers
@@ -358,8 +311,8 @@ class _Value:
         read = self.read
         if read.str_(status, "recipient_type", path) == "group":
             return None  # the bridge carries one-to-one chats only
-        wamid = read.str_(status, "id", path, required=True)
-        name = read.str_(status, "status", path, required=True)
+        wamid = read.nonempty_str(status, "id", path)
+        name = read.nonempty_str(status, "status", path)
         state = _STATES.get(name)
         if state is None:
             return None  # e.g. "deleted", "warning": nothing Kommo can show

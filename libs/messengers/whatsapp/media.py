@@ -16,14 +16,10 @@ and within its size limit; anything else, or larger, goes as a document, which t
 
 from __future__ import annotations
 
-import ipaddress
-import mimetypes
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Final
-from urllib.parse import unquote, urlsplit
 
 import httpx
 from kommo_bridge.events.v1 import content_pb2
@@ -41,6 +37,8 @@ from libs.errors import (
 )
 from libs.media.attachments import chunks as attachment_chunks
 from libs.media.attachments import open_attachment
+from libs.media.outbound_files import OutboundFile, platform_can_fetch
+from libs.media.streams import content_length, open_stream, response_chunks, served_mime_type
 from libs.messengers.registry import FileStream, MediaLimits
 from libs.messengers.whatsapp.cloud_api import CloudCredentials, GraphClient
 from libs.messengers.whatsapp.graph_errors import PLATFORM, retry_after
@@ -62,7 +60,6 @@ AUDIO_TYPES: Final = frozenset({"audio/aac", "audio/amr", "audio/mpeg", "audio/m
 VOICE_TYPES: Final = frozenset({"audio/ogg"})  # OGG/Opus: only these play as a voice note
 STICKER_TYPES: Final = frozenset({"image/webp"})
 _EXTRA_TYPES: Final = {".webp": "image/webp", ".opus": "audio/ogg", ".ogg": "audio/ogg", ".m4a": "audio/mp4"}
-_PUBLIC_SUFFIX_EXCLUSIONS: Final = (".localhost", ".local", ".internal", ".lan", ".home.arpa")
 
 
 def whatsapp_media_limits() -> MediaLimits:
@@ -93,22 +90,6 @@ def _download_failure(outcome: httpx.Response | Exception) -> BridgeError:
     return PermanentError(f"{where}: refused (HTTP {status})")
 
 
-async def _chunks(response: httpx.Response) -> AsyncIterator[bytes]:
-    iterator = response.aiter_bytes(DOWNLOAD_CHUNK_BYTES)
-    while True:
-        failure: BridgeError | None = None
-        chunk = b""
-        try:
-            chunk = await anext(iterator)
-        except StopAsyncIteration:
-            return
-        except httpx.HTTPError as exc:
-            failure = _download_failure(exc)
-        if failure is not None:
-            raise failure  # outside the handler: the httpx error (its request holds the token) is not chained
-        yield chunk
-
-
 @asynccontextmanager
 async def open_download(
     http: httpx.AsyncClient, base_url: str, secret: str, media_id: str
@@ -120,110 +101,27 @@ async def open_download(
         raise TooLargeError(f"whatsapp media {media_id}: {info.file_size} bytes, over the {DOCUMENT_LIMIT} limit")
     # identity: a compressed answer would make Content-Length disagree with the bytes passed on.
     request = http.build_request("GET", info.url, headers={**client.auth_header, "Accept-Encoding": "identity"})
-    outcome: httpx.Response | Exception
-    try:
-        outcome = await http.send(request, stream=True, follow_redirects=True)
-    except httpx.HTTPError as exc:
-        outcome = exc
-    if isinstance(outcome, Exception):
-        raise _download_failure(outcome)
-    response = outcome
-    try:
-        if not response.is_success:
-            raise _download_failure(response)
-        length = response.headers.get("content-length", "")
-        served = response.headers.get("content-type", "").split(";")[0].strip()
+    async with open_stream(http, request, _download_failure, follow_redirects=True) as response:
+        size = content_length(response)
         yield FileStream(
-            size=int(length) if length.isdigit() else info.file_size,
-            mime_type=info.mime_type.split(";")[0].strip() or served,
-            chunks=_chunks(response),
+            size=info.file_size if size is None else size,
+            mime_type=info.mime_type.split(";")[0].strip() or served_mime_type(response),
+            chunks=response_chunks(response, DOWNLOAD_CHUNK_BYTES, _download_failure),
         )
-    finally:
-        await response.aclose()
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Upload: a manager's file, from Kommo's attachment URL to the client.
 
 
-def _is_public_host(host: str) -> bool:
-    host = host.strip("[]").lower()
-    try:
-        return ipaddress.ip_address(host).is_global
-    except ValueError:
-        pass
-    return "." in host and not host.endswith(_PUBLIC_SUFFIX_EXCLUSIONS)
+def outbound_file(content: content_pb2.Content) -> OutboundFile:
+    """The file of a Media or Sticker content on its way to WhatsApp."""
+    return OutboundFile.from_content(content, PLATFORM)
 
 
-def graph_can_fetch(url: str, api_base_url: str) -> bool:
-    """Meta fetches a link from its own servers on the internet, so a file on a private or loopback host is
-    out of its reach, unless Graph is itself local (an emulator) and shares that network."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return False
-    return _is_public_host(parts.hostname) or not _is_public_host(urlsplit(api_base_url).hostname or "")
-
-
-def _mime_of(name: str) -> str:
-    extension = PurePosixPath(name).suffix.lower()
-    return _EXTRA_TYPES.get(extension) or mimetypes.guess_type(name)[0] or ""
-
-
-def _name_in_url(url: str) -> str:
-    return PurePosixPath(unquote(urlsplit(url).path)).name
-
-
-_KIND_NAMES: Final = {
-    content_pb2.MEDIA_KIND_PICTURE: "picture",
-    content_pb2.MEDIA_KIND_VIDEO: "video",
-    content_pb2.MEDIA_KIND_FILE: "file",
-    content_pb2.MEDIA_KIND_VOICE: "voice",
-    content_pb2.MEDIA_KIND_AUDIO: "audio",
-}
-
-
-@dataclass(frozen=True)
-class OutboundFile:
-    """A Kommo attachment on its way to WhatsApp: what the hook said about it (size 0: not said)."""
-
-    kind: str  # the canonical kind: picture, video, file, voice, audio, sticker
-    url: str
-    file_name: str
-    size: int
-    mime_type: str
-    caption: str
-
-    @classmethod
-    def from_content(cls, content: content_pb2.Content) -> OutboundFile:
-        which = content.WhichOneof("body")
-        if which == "sticker":
-            sticker = content.sticker
-            if not sticker.file_ref.startswith(("http://", "https://")):
-                # A Kommo sticker_id names a sticker of Kommo's own sets: there is no file to send.
-                raise PermanentError(
-                    "whatsapp: a Kommo sticker without a file URL (a sticker_id) cannot be sent",
-                    reason=status_texts.TYPE_UNSUPPORTED,
-                    reason_args={"type": "sticker", "platform": PLATFORM},
-                )
-            name = _name_in_url(sticker.file_ref) or "sticker.webp"
-            return cls("sticker", sticker.file_ref, name, max(0, sticker.size), sticker.mime_type, "")
-        if which != "media":
-            raise PermanentError(f"whatsapp: {which} is not a file")
-        media = content.media
-        kind = _KIND_NAMES.get(media.kind, "file")
-        extension = mimetypes.guess_extension(media.mime_type) if media.mime_type else None
-        name = media.file_name or _name_in_url(media.file_ref) or f"{kind}{extension or ''}"
-        if not media.file_ref.startswith(("http://", "https://")):
-            raise PermanentError(
-                f"whatsapp: the {kind} {name!r} has no URL to fetch it from",
-                reason=status_texts.FILE_UNAVAILABLE,
-                reason_args={"name": name},
-            )
-        return cls(kind, media.file_ref, name, max(0, media.size), media.mime_type, media.caption)
-
-    @property
-    def guessed_mime_type(self) -> str:
-        return (self.mime_type or _mime_of(self.file_name)).split(";")[0].strip().lower()
+def guessed_mime_type(file: OutboundFile) -> str:
+    """The type the hook gave, else the one the file name suggests; bare and lower-case, as compared."""
+    return file.guessed_mime_type(_EXTRA_TYPES).split(";")[0].strip().lower()
 
 
 @dataclass(frozen=True)
@@ -293,11 +191,11 @@ class MediaPreparer:
         self._upload_limit = min(upload_limit, DOCUMENT_LIMIT)
 
     async def prepare(self, file: OutboundFile) -> PreparedFile:
-        mime_type = file.guessed_mime_type
+        mime_type = guessed_mime_type(file)
         if file.size > self._upload_limit:
             raise _too_large(file, file.size)
         shape = shape_for(file.kind, mime_type, file.size)
-        if file.size and graph_can_fetch(file.url, self._api_base_url):
+        if file.size and platform_can_fetch(file.url, self._api_base_url):
             return self._object(shape, file, {"link": file.url})
         async with open_attachment(self._http, file.url, file.file_name) as attachment:
             announced = attachment.size or file.size

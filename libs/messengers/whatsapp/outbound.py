@@ -17,9 +17,10 @@ from kommo_bridge.events.v1 import content_pb2
 
 from libs import status_texts
 from libs.errors import BadRequestError, BridgeError, PermanentError, RetryableError
+from libs.media.outbound_files import OutboundFile
 from libs.messengers.whatsapp.cloud_api import GraphClient, recipient_field
 from libs.messengers.whatsapp.graph_errors import PLATFORM
-from libs.messengers.whatsapp.media import DOCUMENT_LIMIT, MediaPreparer, OutboundFile
+from libs.messengers.whatsapp.media import DOCUMENT_LIMIT, MediaPreparer, outbound_file
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class OutboundSender:
             contacts = [_contact_object(content.contact)]
             return await self._client.send(self._message(chat_id, "contacts", contacts, reply_to))
         if kind in ("media", "sticker"):
-            return await self._send_file(chat_id, OutboundFile.from_content(content), reply_to)
+            return await self._send_file(chat_id, outbound_file(content), reply_to)
         if kind is None:
             raise BadRequestError("whatsapp: the content to send is empty")
         raise PermanentError(
