@@ -26,10 +26,12 @@ JITTER_MARGIN = 1.1
 """Slots are spaced 10% wider than `1/rate`: requests leave at their slot but arrive after network
 delays that differ, and two that arrive closer than they left must still fit the other side's window."""
 
-LATE_WAKE_TOLERANCE = 0.05
+LATE_WAKE_TOLERANCE = 0.3
 """A caller that wakes later than this share of `1/rate` after its slot (a starved CPU, a long event
 loop turn) takes a new slot instead: otherwise it would leave together with the callers whose slots
-came after its own, and a burst of them would exceed the limit."""
+came after its own, and a burst of them would exceed the limit. Any `rate` consecutive slots span
+`JITTER_MARGIN` seconds, so a caller up to 0.3/rate late still leaves its window of one second to the
+others (0.3/rate < JITTER_MARGIN - 1 for any rate of at least 3/s), with network jitter the rest."""
 MAX_LATE_RETAKES = 3
 """A caller retakes a slot at most this often, so heavy starvation delays it but never stalls it."""
 
