@@ -147,13 +147,29 @@ def _read_secret(path: str | None, what: str) -> str:
     return Path(path).read_text().strip() if path else getpass.getpass(f"{what}: ")
 
 
+def _channel_credentials(args: argparse.Namespace) -> tuple[str, str]:
+    """The channel's credential as ConnectChannel takes it, and the platform app's secret if it has one.
+    WhatsApp: `<phone number id>:<business account id>:<access token>` and the Meta app secret."""
+    if args.platform != "whatsapp":
+        return _read_secret(args.token_file, f"{args.platform} token"), ""
+    if not args.phone_number_id or not args.waba_id:
+        raise SystemExit("whatsapp needs --phone-number-id and --waba-id (WhatsApp Manager > API setup)")
+    token = _read_secret(args.token_file, "whatsapp access token")
+    app_secret = _read_secret(args.app_secret_file, "Meta app secret")
+    return f"{args.phone_number_id}:{args.waba_id}:{token}", app_secret
+
+
 async def connections_connect(target: Target, args: argparse.Namespace) -> None:
     adapter = adapter_named(args.platform)
-    token = _read_secret(args.token_file, f"{args.platform} token")
+    token, app_secret = _channel_credentials(args)
     channel = open_channel(target.router_addr, target.token)
     router = router_pb2_grpc.RouterServiceStub(channel)
     request = router_pb2.ConnectChannelRequest(
-        account_id=args.account, platform=adapter.platform, token=token, source_external_id=args.source or ""
+        account_id=args.account,
+        platform=adapter.platform,
+        token=token,
+        source_external_id=args.source or "",
+        app_secret=app_secret,
     )
     connection = await call(router.ConnectChannel, request, deadline_s=30)
     await channel.close(None)
@@ -407,10 +423,13 @@ def build_parser() -> argparse.ArgumentParser:
     connections = groups.add_parser("connections", help="messenger channels").add_subparsers(
         dest="command", required=True
     )
-    add = connections.add_parser("connect", help="connect a messenger channel (e.g. a Telegram bot)")
-    add.add_argument("platform", choices=["telegram"])
+    add = connections.add_parser("connect", help="connect a messenger channel (a Telegram bot, a WhatsApp number)")
+    add.add_argument("platform", choices=["telegram", "whatsapp"])
     add.add_argument("--account", required=True, help="the Kommo account's amojo id")
-    add.add_argument("--token-file", help="file holding the bot token (asked for when omitted)")
+    add.add_argument("--token-file", help="file holding the bot / access token (asked for when omitted)")
+    add.add_argument("--phone-number-id", help="whatsapp: the business number's phone-number id")
+    add.add_argument("--waba-id", help="whatsapp: its WhatsApp Business Account id")
+    add.add_argument("--app-secret-file", help="whatsapp: file holding the Meta app secret (asked for when omitted)")
     add.add_argument("--source", help="Kommo source external_id (default: derived from the bot)")
     add.set_defaults(run=connections_connect)
     listing = connections.add_parser("list", help="list channels with their state")

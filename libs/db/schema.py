@@ -140,6 +140,10 @@ conversations = Table(
     Column("state", String(16), nullable=False, server_default="open"),
     Column("closed_reason", String(16), nullable=False, server_default=""),
     Column("closed_at", DateTime(timezone=True), nullable=True),
+    # The client's newest message, by the platform's clock, and its platform id: where free text is allowed
+    # only for a while after it (WhatsApp's 24-hour window), and where typing shows on it (WhatsApp).
+    Column("client_message_at", DateTime(timezone=True), nullable=True),
+    Column("client_message_id", String(200), nullable=False, server_default=""),
     UniqueConstraint("connection_id", "chat_id", name="uq_conversations_connection_chat"),
     comment="owner: router",
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Protocol, runtime_checkable
 
 import httpx
@@ -171,6 +172,45 @@ def album_runs(
     if isinstance(adapter, AlbumSending):
         return adapter.album_runs(contents, limits)
     return [[index] for index in range(len(contents))]
+
+
+@runtime_checkable
+class DeliveryReceipts(Protocol):
+    """What an adapter of a platform that reports each message's fate itself adds (WhatsApp statuses, parsed
+    into `InboundMessage.receipt`): there, the platform taking a message is only "sent"; delivered, read
+    or failed come later as receipts."""
+
+    delivery_receipts: bool
+
+
+@runtime_checkable
+class ServiceWindow(Protocol):
+    """What an adapter of a platform that takes free text only for a while after the client's last
+    message adds (WhatsApp's 24-hour customer-service window); outside it only an approved template goes."""
+
+    service_window: timedelta
+
+
+@runtime_checkable
+class FileSizing(Protocol):
+    """What an adapter of a platform whose webhooks name a client's file without its size adds (WhatsApp):
+    amojo requires `file_size` for files, videos and pictures, so the gateway asks before it publishes."""
+
+    async def file_size(self, http: httpx.AsyncClient, base_url: str, token: str, file_ref: str) -> int | None:
+        """The file's size in bytes as the platform stores it; None when it does not say."""
+
+
+def accepted_state(adapter: MessengerAdapter) -> events_pb2.DeliveryState.ValueType:
+    """What a message the platform took is, until the platform says more: delivered where the platform
+    never says more (a Telegram bot's best), sent where its receipts follow."""
+    if isinstance(adapter, DeliveryReceipts) and adapter.delivery_receipts:
+        return events_pb2.DELIVERY_STATE_SENT
+    return events_pb2.DELIVERY_STATE_DELIVERED
+
+
+def service_window(adapter: MessengerAdapter) -> timedelta | None:
+    """How long after the client's last message free text may go; None for no such rule."""
+    return adapter.service_window if isinstance(adapter, ServiceWindow) else None
 
 
 def _adapters() -> dict[int, MessengerAdapter]:

@@ -27,6 +27,7 @@ from libs.media import MediaLinks
 from libs.rpc import open_channel
 from libs.runtime import mark_ready
 from services.gateway.credentials import GatewayCredentials
+from services.gateway.file_sizes import FileSizes
 from services.gateway.installs import Installs
 from services.gateway.media import MediaDownloads
 from services.gateway.settings_access import SettingsAccess
@@ -145,7 +146,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     media_http = httpx.AsyncClient(timeout=settings.http_timeout_s)
     media = MediaDownloads(MediaLinks.from_settings(settings), credentials, media_http, settings)
     app = create_app(
-        Webhooks(credentials, publisher, spool, nc),
+        Webhooks(credentials, publisher, spool, nc, FileSizes(credentials, media_http, settings)),
         Installs(auth),
         access,
         settings_api,

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from libs.errors import BadRequestError, BridgeError, NotFoundError, error_code, http_status
 from libs.messengers.registry import MessengerAdapter, adapter_named, platform_name
 from libs.rpc import call
+from libs.secret_names import MESSENGER_APP_SECRET
 from services.gateway.settings_access import SettingsAccess
 
 log = logging.getLogger(__name__)
@@ -209,7 +210,8 @@ class SettingsApi:
         return [{"id": p.id, "name": p.name, "is_main": p.is_main} for p in found.pipelines], ""
 
     async def add_channel(self, request: Request) -> Response:
-        """`POST /settings/api/channels` `{"platform", "token"}`: checked live with the platform."""
+        """`POST /settings/api/channels` `{"platform", "token"}` (WhatsApp: `{"platform", "phone_number_id",
+        "waba_id", "token", "app_secret"}`): checked live with the platform."""
         try:
             session = await self._access.current(request)
             data = await json_body(request)
@@ -217,10 +219,11 @@ class SettingsApi:
             if not isinstance(platform, str) or not isinstance(token, str) or not token.strip():
                 raise BadRequestError("choose a messenger and paste its token", code="token_missing")
             adapter = _messenger(platform)
+            credential, app_secret = _channel_credential(adapter, token.strip(), data)
             connection = await call(
                 self._router.ConnectChannel,
                 router_pb2.ConnectChannelRequest(
-                    account_id=session.account_id, platform=adapter.platform, token=token.strip()
+                    account_id=session.account_id, platform=adapter.platform, token=credential, app_secret=app_secret
                 ),
                 deadline_s=CONNECT_DEADLINE_S,
             )
@@ -302,6 +305,20 @@ class SettingsApi:
         except BridgeError as exc:
             return self._refused(exc, request)
         return self._ok({"channels": [health_json(h) for h in found.channels]})
+
+
+def _channel_credential(adapter: MessengerAdapter, token: str, data: dict[str, Any]) -> tuple[str, str]:
+    """The credential ConnectChannel takes, and the platform app's secret where webhooks are signed with
+    one. WhatsApp's form gives the number's and the business account's ids beside the access token."""
+    if adapter.webhook_secret_kind != MESSENGER_APP_SECRET:
+        return token, ""
+    fields = {key: data.get(key) for key in ("phone_number_id", "waba_id", "app_secret")}
+    given = {key: value.strip() for key, value in fields.items() if isinstance(value, str) and value.strip()}
+    if "phone_number_id" not in given or "waba_id" not in given:
+        raise BadRequestError("give the phone number id and the business account id", code="whatsapp_ids_missing")
+    if "app_secret" not in given:
+        raise BadRequestError("paste the app secret", code="app_secret_missing")
+    return f"{given['phone_number_id']}:{given['waba_id']}:{token}", given["app_secret"]
 
 
 def _messenger(name: str) -> MessengerAdapter:

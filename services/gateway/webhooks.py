@@ -31,6 +31,7 @@ from libs.kommo.signing import verify_hook_signature
 from libs.messengers.registry import MessengerAdapter, adapter_named
 from libs.observability import HOP_SECONDS, WEBHOOKS, service_name, tracer
 from services.gateway.credentials import GatewayCredentials
+from services.gateway.file_sizes import FileSizes
 from services.gateway.spool import HookSpool
 
 log = logging.getLogger(__name__)
@@ -58,11 +59,19 @@ async def read_body(request: Request) -> bytes:
 
 
 class Webhooks:
-    def __init__(self, credentials: GatewayCredentials, publisher: Publisher, spool: HookSpool, nc: NATS) -> None:
+    def __init__(
+        self,
+        credentials: GatewayCredentials,
+        publisher: Publisher,
+        spool: HookSpool,
+        nc: NATS,
+        file_sizes: FileSizes | None = None,
+    ) -> None:
         self._credentials = credentials
         self._publisher = publisher
         self._spool = spool
         self._nc = nc
+        self._file_sizes = file_sizes
 
     async def messenger(self, request: Request) -> Response:
         """POST /webhooks/{platform}/{connection_id}: a messenger platform delivers an update."""
@@ -105,6 +114,8 @@ class Webhooks:
             events = adapter.parse_webhook(body, connection_id)
             if not events:
                 return JSONResponse({"ok": True, "ignored": True})
+            if self._file_sizes is not None:
+                await self._file_sizes.fill(adapter, connection_id, events)
             # Platforms retry until they get a 2xx, so a bus failure answers 503 and nothing is lost; the
             # events published before it are deduplicated by their ids when the request comes again.
             for event in events:

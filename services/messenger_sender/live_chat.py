@@ -95,7 +95,7 @@ class MessengerLive:
         self._remember_typing(chat, now)
         try:
             adapter, base_url, token = await self._platform(command.platform, command.connection_id)
-            await adapter.typing(self._http, base_url, token, command.chat_id)
+            await adapter.typing(self._http, base_url, token, command.chat_id, command.last_client_message_id)
         except BridgeError as exc:  # fire and forget: a typing that failed is not a message that failed
             log.info("typing not shown", extra={"conversation_id": command.conversation_id, "error": str(exc)})
 

@@ -27,7 +27,7 @@ from libs.bus.consumer import DEFAULT_MAX_DELIVER
 from libs.config import Settings
 from libs.db.retry import persist_after_effect
 from libs.errors import CredentialRejectedError, PermanentError, RecipientUnavailableError, RetryableError
-from libs.messengers.registry import AlbumSending, adapter_for, album_runs
+from libs.messengers.registry import AlbumSending, accepted_state, adapter_for, album_runs
 from libs.observability import count_message
 from libs.rpc import call
 from libs.runtime import TtlCache
@@ -183,8 +183,10 @@ class MessengerSender:
         return [_failed(Outcome(kommo_id, command.connection_id, "failed"), reason, reason_args) for kommo_id in ids]
 
     async def _report(self, command: events_pb2.DeliverToMessenger, outcome: Outcome) -> None:
-        # A bot API accepting a message is the best "delivered" some platforms (Telegram) ever give.
-        state = events_pb2.DELIVERY_STATE_DELIVERED if outcome.outcome == "sent" else events_pb2.DELIVERY_STATE_FAILED
+        # A bot API accepting a message is the best "delivered" some platforms (Telegram) ever give; where
+        # the platform's receipts follow (WhatsApp), it is "sent" until they come.
+        accepted = accepted_state(adapter_for(command.platform))
+        state = accepted if outcome.outcome == "sent" else events_pb2.DELIVERY_STATE_FAILED
         report = events_pb2.DeliveryReport(
             kommo_message_id=outcome.kommo_message_id,
             scope_id=command.scope_id,

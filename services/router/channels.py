@@ -1,6 +1,11 @@
 """Connecting a messenger channel: check the credentials with the platform, keep them with the
 auth service, register our webhook with a fresh per-connection secret. Also a new token for a
-connected bot (after a revoke), and registering its webhook again."""
+connected bot (after a revoke), and registering its webhook again.
+
+A platform that signs its webhooks with its own app secret (WhatsApp) needs that secret too, kept
+before the webhook is registered; and since such a platform checks the URL with a GET handshake while
+it registers it (the verify token is our webhook secret), the secret is stored before registering.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from libs.config import Settings
 from libs.errors import BadRequestError, CredentialRejectedError, NotFoundError, PermanentError, RetryableError
 from libs.messengers.registry import ChannelIdentity, MessengerAdapter, adapter_for, adapter_named
 from libs.rpc import call
-from libs.secret_names import MESSENGER_TOKEN, MESSENGER_WEBHOOK_SECRET
+from libs.secret_names import MESSENGER_APP_SECRET, MESSENGER_TOKEN, MESSENGER_WEBHOOK_SECRET
 from services.router.connections import ConnectionRecord, ConnectionStore
 
 log = logging.getLogger(__name__)
@@ -37,10 +42,18 @@ class ChannelConnector:
         self._auth = auth
         self._http = http
 
-    async def connect(self, account_id: str, platform: int, token: str, source_external_id: str) -> ConnectionRecord:
+    async def connect(
+        self, account_id: str, platform: int, token: str, source_external_id: str, app_secret: str = ""
+    ) -> ConnectionRecord:
         if not account_id or not token:
             raise BadRequestError("account_id and token are required", code="token_missing")
         adapter = adapter_for(platform)
+        signed_by_app = adapter.webhook_secret_kind == MESSENGER_APP_SECRET
+        if signed_by_app and not app_secret.strip():
+            raise BadRequestError(
+                f"{adapter.name.capitalize()} signs its webhooks with the app secret: paste it too",
+                code="app_secret_missing",
+            )
         try:
             installation = await call(
                 self._auth.GetInstallation, auth_pb2.GetInstallationRequest(account_id=account_id)
@@ -67,6 +80,11 @@ class ChannelConnector:
         )
         webhook_secret = secrets.token_urlsafe(32)
         await call(self._auth.PutSecret, auth_pb2.PutSecretRequest(owner=record.id, kind=MESSENGER_TOKEN, value=token))
+        if signed_by_app:
+            await call(
+                self._auth.PutSecret,
+                auth_pb2.PutSecretRequest(owner=record.id, kind=MESSENGER_APP_SECRET, value=app_secret.strip()),
+            )
         await call(
             self._auth.PutSecret,
             auth_pb2.PutSecretRequest(owner=record.id, kind=MESSENGER_WEBHOOK_SECRET, value=webhook_secret),
@@ -93,12 +111,16 @@ class ChannelConnector:
                 code=f"{adapter.name}_token_other_bot",
             )
         webhook_secret = secrets.token_urlsafe(32)
+        put_webhook_secret = auth_pb2.PutSecretRequest(
+            owner=record.id, kind=MESSENGER_WEBHOOK_SECRET, value=webhook_secret
+        )
+        if adapter.webhook_secret_kind == MESSENGER_APP_SECRET:
+            # The secret is only the handshake's verify token here (POSTs are signed with the app
+            # secret), and the platform asks for it while registering: kept first.
+            await call(self._auth.PutSecret, put_webhook_secret)
         await self._register(adapter, base_url, token, record, webhook_secret)
         await call(self._auth.PutSecret, auth_pb2.PutSecretRequest(owner=record.id, kind=MESSENGER_TOKEN, value=token))
-        await call(
-            self._auth.PutSecret,
-            auth_pb2.PutSecretRequest(owner=record.id, kind=MESSENGER_WEBHOOK_SECRET, value=webhook_secret),
-        )
+        await call(self._auth.PutSecret, put_webhook_secret)
         if identity.display_name != record.display_name:
             record = await self._store.update_settings(record.id, {"display_name": identity.display_name})
         log.info("channel token replaced", extra={"connection_id": record.id, "platform": adapter.name})

@@ -56,10 +56,13 @@ class ClientActions:
         conversation_id = await self._map.conversation_of(connection.id, event.chat_id)
         if conversation_id is None:
             return None, with_quote(event.content, event.reply_to_quote)
+        # Asked before the lookup: a mapping that lands in between is then seen by the lookup, never lost
+        # between "not found" and "nothing pending".
+        pending = attempt < TARGET_WAIT_ATTEMPTS and await self._map.report_pending(conversation_id)
         target = await self._map.by_platform_id(conversation_id, event.reply_to_platform_message_id)
         if target is not None:
             return target.as_kommo_ref(), event.content
-        if attempt < TARGET_WAIT_ATTEMPTS and await self._map.report_pending(conversation_id):
+        if pending:
             raise RetryableError("a reply quotes a message not mapped yet", retry_after=TARGET_WAIT_S)
         return None, with_quote(event.content, event.reply_to_quote)
 
@@ -95,13 +98,14 @@ class ClientActions:
         change = event.reaction
         context = {"connection_id": connection.id, "event_id": event.event_id}
         conversation_id = await self._map.conversation_of(connection.id, event.chat_id)
+        # Pending reports are asked before the lookup, as for quotes.
+        pending = conversation_id is not None and await self._map.report_pending(conversation_id)
         target = (
             await self._map.by_platform_id(conversation_id, change.target_platform_message_id)
             if conversation_id
             else None
         )
         if conversation_id is None or target is None:
-            pending = conversation_id is not None and await self._map.report_pending(conversation_id)
             wait_for_target(attempt, "client reaction", pending=pending, **context)
             return
         steps = [(emoji, True) for emoji in change.removed] + [(emoji, False) for emoji in change.added]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, literal_column, select
@@ -83,11 +84,13 @@ class ConversationStore:
         profile: dict[str, str],
         dedup_key: str,
         platform_message_id: str,
+        sent_at: datetime | None = None,
     ) -> Recorded:
         """Find or create the client's conversation, reopen it, record the message: exactly once.
 
         The row is locked as it is read, so the profile comparison and the reopening see the previous
-        message's outcome even when replicas race on consecutive messages.
+        message's outcome even when replicas race on consecutive messages. The newest client message (by
+        `sent_at`, the platform's time) is kept on the conversation: it opens a platform's service window.
         """
         async with self._engine.begin() as conn:
             # One statement finds or creates the row and locks it; the values returned are those
@@ -120,6 +123,13 @@ class ConversationStore:
             merged = merged_profile(known, profile)
             changed = not row.created and first and any(merged.get(k) != known.get(k) for k in CONTACT_FIELDS)
             reopened = first and row.state == "closed"
+            if first and sent_at is not None:
+                newer = conversations.c.client_message_at.is_(None) | (conversations.c.client_message_at <= sent_at)
+                await conn.execute(
+                    conversations.update()
+                    .where((conversations.c.id == conversation_id) & newer)
+                    .values(client_message_at=sent_at, client_message_id=platform_message_id)
+                )
             if merged != known or reopened:
                 await conn.execute(
                     conversations.update()
@@ -154,6 +164,15 @@ class ConversationStore:
                 )
             ).first()
         return str(row.id) if row is not None else None
+
+    async def client_message(self, conversation_id: str) -> tuple[datetime | None, str]:
+        """When the client last wrote (the platform's time; None if never recorded) and that message's id."""
+        query = select(conversations.c.client_message_at, conversations.c.client_message_id).where(
+            conversations.c.id == conversation_id
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return (None, "") if row is None else (row.client_message_at, str(row.client_message_id))
 
     async def find(self, conversation_id: str) -> ConversationRecord | None:
         columns = [conversations.c[name] for name in ConversationRecord.__dataclass_fields__]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from google.protobuf.json_format import MessageToDict, ParseDict
 from kommo_bridge.events.v1 import content_pb2, events_pb2
@@ -12,6 +13,7 @@ from libs.errors import PermanentError
 from services.router.client_actions import ClientActions
 from services.router.connections import DISCONNECTED, ConnectionRecord
 from services.router.context import RoutingContext
+from services.router.receipts import Receipts
 from services.router.settings import contact_rule, source_spec
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,7 @@ class InboundRouter:
         self._publisher = context.publisher
         self._pauses = context.pauses
         self._client_actions = ClientActions(context.publisher, context.message_map)
+        self._receipts = Receipts(context.publisher, context.message_map)
 
     async def handle(self, delivery: Delivery) -> None:
         """Route the event, or hold it in the pause lot while its channel is paused (or others wait)."""
@@ -56,6 +59,8 @@ class InboundRouter:
         elif kind == "reaction":
             client_id = client_id_for(connection.id, event.sender_id)
             await self._client_actions.reacted(event, connection, client_id, attempt)
+        elif kind == "receipt":
+            await self._receipts.receipt(event, connection, delivery_attempt=attempt)
         elif kind == "typing":
             await self._client_actions.typing(event, connection, client_id_for(connection.id, event.sender_id))
         elif kind == "closed":
@@ -79,6 +84,7 @@ class InboundRouter:
             profile=MessageToDict(event.sender),
             dedup_key=event.event_id,
             platform_message_id=event.platform_message_id,
+            sent_at=datetime.fromtimestamp(event.sent_at_ms / 1000, UTC) if event.sent_at_ms > 0 else None,
         )
         profile = ParseDict(recorded.profile, content_pb2.Profile(), ignore_unknown_fields=True)
         command = events_pb2.DeliverToKommo(

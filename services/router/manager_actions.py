@@ -165,12 +165,15 @@ class ManagerActions:
         began_ms = event.expires_at_ms - KOMMO_TYPING_WINDOW_MS
         if last_sent is not None and last_sent.timestamp() * 1000 > began_ms:
             return
+        _, last_client_message_id = await self._conversations.client_message(conversation.id)
         command = events_pb2.TypingInMessenger(
             platform=adapter_named(connection.platform).platform,
             connection_id=connection.id,
             chat_id=conversation.chat_id,
             conversation_id=conversation.id,
             expires_at_ms=event.expires_at_ms,
+            # WhatsApp shows typing on the client's message (and marks it read).
+            last_client_message_id=last_client_message_id,
         )
         await self._publisher.publish(
             Stream.MESSENGER_COMMANDS,

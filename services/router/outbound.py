@@ -20,6 +20,7 @@ from services.router.connections import DISCONNECTED
 from services.router.context import RoutingContext
 from services.router.manager_actions import ManagerActions
 from services.router.reports import report_failure
+from services.router.service_window import ServiceWindows
 from services.router.settings import labelled
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class OutboundRouter:
         self._pauses = context.pauses
         self._albums = albums
         self._manager_actions = ManagerActions(context)
+        self._windows = ServiceWindows(context.conversations)
 
     async def handle(self, delivery: Delivery) -> None:
         """Route a manager's message, or hold it in the album lot while an album of its conversation is
@@ -117,11 +119,19 @@ class OutboundRouter:
             reason = CLOSED_REASONS.get(conversation.closed_reason, status_texts.CONVERSATION_CLOSED)
             await report_failure(self._publisher, event.scope_id, event.kommo_message_id, reason)
             return
+        adapter = adapter_named(connection.platform)
+        if await self._windows.closed_for(adapter, conversation.id, event.content):
+            reason_args = {"platform": adapter.name}
+            await report_failure(
+                self._publisher, event.scope_id, event.kommo_message_id, status_texts.WINDOW_CLOSED, reason_args
+            )
+            log.info("outside the service window: not sent", extra={"conversation_id": conversation.id})
+            return
         from_robot = bool(event.sender_kommo_id) and event.sender_kommo_id in self._robot_ids
         command = events_pb2.DeliverToMessenger(
             kommo_message_id=event.kommo_message_id,
             scope_id=event.scope_id,
-            platform=adapter_named(connection.platform).platform,
+            platform=adapter.platform,
             connection_id=connection.id,
             chat_id=conversation.chat_id,
             conversation_id=conversation.id,

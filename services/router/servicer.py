@@ -99,7 +99,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
     ) -> router_pb2.Connection:
         changes = settings_changes(request.settings)  # a bad setting is refused before anything is stored
         record = await self._connector.connect(
-            request.account_id, request.platform, request.token, request.source_external_id
+            request.account_id, request.platform, request.token, request.source_external_id, request.app_secret
         )
         record = await self._store.update_settings(record.id, changes)
         await self._sync_source(record)

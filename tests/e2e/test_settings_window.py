@@ -38,6 +38,7 @@ from tests.e2e.sandbox import Sandbox
 from tests.e2e.test_crm import pipelines, shared_contact, telegram_user
 from tests.e2e.test_settings_access import open_session, widget_token
 from tests.e2e.test_settings_api import settings_client
+from tests.e2e.whatsapp_side import new_business
 from tests.support import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -459,6 +460,33 @@ async def test_an_admin_mends_a_revoked_token_and_pauses_a_channel(shared_sandbo
     error = window.until(lambda: window.find_all("dialog .form-error:not([hidden])"), "the token error")[0]
     assert error.text.strip() == "Telegram no aceptó este token. Cópialo de nuevo, completo, desde BotFather."
     window.shot("add-bot-wrong-token-es", full_page=False)
+
+
+async def test_an_admin_connects_a_whatsapp_number(shared_sandbox: Sandbox, window: Window) -> None:
+    business = await new_business(shared_sandbox, "Window Shop WA", "15550002222")
+    window.open(await window_url(shared_sandbox))
+    window.button("Add WhatsApp number").click()
+    dialog = window.until(lambda: window.find_all("dialog[open]"), "the WhatsApp dialog")[0]
+    assert window.find(".modal-title", dialog).text == "Connect a WhatsApp number"
+    values = {
+        "phone_number_id": business.phone_number_id,
+        "waba_id": business.waba_id,
+        "token": "EAAG-not-the-token",
+        "app_secret": business.app_secret,
+    }
+    for name, value in values.items():
+        window.find(f"input[name={name}]", dialog).send_keys(value)
+    window.find("button[type=submit]", dialog).click()
+    error = window.until(lambda: window.find_all("dialog .form-error:not([hidden])"), "the token error")[0]
+    assert "WhatsApp did not accept this access token" in error.text, error.text
+    window.shot("add-whatsapp-wrong-token", full_page=False)
+    token = window.find("input[name=token]", dialog)
+    token.clear()
+    token.send_keys(business.access_token)
+    window.find("button[type=submit]", dialog).click()
+    window.until(lambda: not window.find_all("dialog"), "the WhatsApp dialog closed")
+    card = window.until(lambda: window.card("Window Shop WA"), "the WhatsApp number's card")
+    assert window.find(".channel-sub", card).text.startswith("WhatsApp")
 
 
 async def _in_kommo(sandbox: Sandbox, text: str) -> bool:

@@ -4,6 +4,7 @@ name, phone or e-mail really changes, and closing / reopening."""
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime, timedelta
 
 from libs.db import create_engine
 from services.router.conversations import ConversationStore
@@ -46,4 +47,34 @@ async def test_a_closed_conversation_reopens_with_the_next_message(database_url:
     assert await store.close(connection_id="conn", chat_id="42", reason="blocked") is not None
     assert (await record(store, {"name": "Bo"}))[1] is True
     assert (await record(store, {"name": "Bo"}))[1] is False
+    await engine.dispose()
+
+
+async def test_the_clients_newest_message_is_kept_by_the_platforms_clock(database_url: str) -> None:
+    """It opens a platform's service window (WhatsApp) and carries its typing: a message that arrives late
+    (held, redelivered) never moves it back, and a retry of one already recorded changes nothing."""
+    engine = create_engine(database_url)
+    store = ConversationStore(engine)
+    at = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+    async def client_says(wamid: str, sent_at: datetime, dedup_key: str = "") -> str:
+        recorded = await store.record_inbound(
+            connection_id="wa",
+            chat_id="5511",
+            client_id="wa:5511",
+            profile={"name": "Ana"},
+            dedup_key=dedup_key or wamid,
+            platform_message_id=wamid,
+            sent_at=sent_at,
+        )
+        return recorded.conversation_id
+
+    conversation_id = await client_says("wamid.1", at)
+    assert await store.client_message(conversation_id) == (at, "wamid.1")
+    await client_says("wamid.3", at + timedelta(minutes=5))
+    await client_says("wamid.2", at + timedelta(minutes=2))  # older, arriving late
+    assert await store.client_message(conversation_id) == (at + timedelta(minutes=5), "wamid.3")
+    await client_says("wamid.9", at + timedelta(hours=1), dedup_key="wamid.3")  # a redelivery of wamid.3
+    assert await store.client_message(conversation_id) == (at + timedelta(minutes=5), "wamid.3")
+    assert await store.client_message("no-such-conversation") == (None, "")
     await engine.dispose()

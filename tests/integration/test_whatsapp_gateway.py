@@ -26,6 +26,7 @@ from libs.rpc import call, open_channel
 from libs.secret_names import MESSENGER_APP_SECRET, MESSENGER_WEBHOOK_SECRET
 from services.gateway.app import create_app
 from services.gateway.credentials import GatewayCredentials
+from services.gateway.file_sizes import FileSizes
 from services.gateway.installs import Installs
 from services.gateway.media import MediaDownloads
 from services.gateway.settings_access import SettingsAccess
@@ -71,7 +72,7 @@ async def gateway(database_url: str, nats_url: str) -> AsyncIterator[Gateway]:
         router = router_pb2_grpc.RouterServiceStub(open_channel("127.0.0.1:9", "t"))
         async with httpx.AsyncClient() as media_http:
             app = create_app(
-                Webhooks(credentials, publisher, spool, nc),
+                Webhooks(credentials, publisher, spool, nc, FileSizes(credentials, media_http, settings)),
                 Installs(auth),
                 access,
                 SettingsApi(access, auth, router),
@@ -180,3 +181,21 @@ async def test_a_forged_reserialised_or_unsigned_body_publishes_nothing(gateway:
         answer = await gateway.http.post(URL, content=content, headers=headers)
         assert answer.status_code == status, answer.text
     assert await gateway.published() == []
+
+
+async def test_a_picture_whose_size_graph_cannot_tell_is_still_published(gateway: Gateway) -> None:
+    """Webhooks carry no file size and the gateway asks Graph for it; when it cannot (here: no token for
+    the connection), the message still goes, without a size, rather than being refused."""
+    picture = {
+        "from": "5215512345678",
+        "id": "wamid.PIC",
+        "timestamp": "1760000003",
+        "type": "image",
+        "image": {"id": "1234567890", "mime_type": "image/jpeg", "sha256": "x", "caption": "roto"},
+    }
+    value = {**NOTIFICATION["entry"][0]["changes"][0]["value"], "messages": [picture], "statuses": []}  # type: ignore[index]
+    body = json.dumps({**NOTIFICATION, "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}]})
+    answer = await gateway.http.post(URL, content=body.encode(), headers=signed(body.encode()))
+    assert answer.status_code == 200, answer.text
+    [event] = await gateway.published()
+    assert (event.content.media.file_ref, event.content.media.size) == ("1234567890", 0)

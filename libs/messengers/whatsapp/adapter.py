@@ -16,6 +16,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
 import httpx
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 SIGNATURE_HEADER: Final = "X-Hub-Signature-256"
 SIGNATURE_PREFIX: Final = "sha256="
 VARIATION_SELECTOR: Final = "\ufe0f"
+CUSTOMER_SERVICE_WINDOW: Final = timedelta(hours=24)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -89,6 +91,10 @@ class WhatsAppAdapter:
     platform: content_pb2.Platform.ValueType = content_pb2.PLATFORM_WHATSAPP
     name: str = "whatsapp"
     webhook_secret_kind: str = MESSENGER_APP_SECRET
+    # Statuses (sent, delivered, read, failed) follow every message; free text only within 24 h of the
+    # client's last message (reference §2, "24-hour customer-service window").
+    delivery_receipts: bool = True
+    service_window: timedelta = CUSTOMER_SERVICE_WINDOW
 
     def api_base_url(self, settings: Settings) -> str:
         return settings.whatsapp_graph_url
@@ -206,6 +212,10 @@ class WhatsAppAdapter:
 
     def media_limits(self, settings: Settings) -> MediaLimits:
         return whatsapp_media_limits()
+
+    async def file_size(self, http: httpx.AsyncClient, base_url: str, token: str, file_ref: str) -> int | None:
+        """`GET /{media-id}`: webhooks carry no size, Graph's media node does (no download needed)."""
+        return (await self._client(http, base_url, token).media_info(file_ref)).file_size
 
     def open_file(
         self, http: httpx.AsyncClient, base_url: str, token: str, file_ref: str

@@ -467,7 +467,7 @@ function renderIssue(issue) {
 // --- channels -------------------------------------------------------------------------------------
 
 function platformLabel(channel) {
-  return channel.platform === "telegram" ? "Telegram" : channel.platform;
+  return { telegram: "Telegram", whatsapp: "WhatsApp" }[channel.platform] || channel.platform;
 }
 
 function webhookFact(platform) {
@@ -546,7 +546,8 @@ class ChannelCard {
   update(channel) {
     this.channel = channel;
     this.title.textContent = channel.name || channel.external_id;
-    this.sub.textContent = t("channel.sub", { platform: platformLabel(channel), id: channel.external_id });
+    const subKey = channel.platform === "whatsapp" ? "channel.subNumber" : "channel.sub";
+    this.sub.textContent = t(subKey, { platform: platformLabel(channel), id: channel.external_id });
     const health = channelHealth(channel);
     this.badge.className = `badge badge-${health.level}`;
     this.badge.textContent = health.label;
@@ -998,6 +999,20 @@ function buildLayout() {
   };
   view.removed = h("details", { class: "removed", hidden: true }, view.removedSummary, view.removedList);
   view.addButton = addButton;
+  const addWhatsApp = h(
+    "button",
+    { class: "btn btn-secondary", type: "button", onclick: () => openWhatsAppDialog() },
+    icon("plus", "icon-sm"),
+    h("span", { class: "btn-label", text: t("channels.addWhatsApp") }),
+  );
+  view.empty.append(
+    h(
+      "button",
+      { class: "btn btn-secondary", type: "button", onclick: () => openWhatsAppDialog() },
+      icon("plus", "icon-sm"),
+      h("span", { class: "btn-label", text: t("channels.addWhatsApp") }),
+    ),
+  );
   state.view = view;
 
   const refresh = h(
@@ -1017,7 +1032,7 @@ function buildLayout() {
         "div",
         { class: "section-head" },
         h("div", {}, h("h2", { class: "section-title", id: "channels-title", text: t("channels.title") }), view.channelCount),
-        addButton,
+        h("div", { class: "section-actions" }, addWhatsApp, addButton),
       ),
       view.list,
       view.empty,
@@ -1260,6 +1275,108 @@ function openTokenDialog(fixing) {
   });
   el.showModal();
   input.focus();
+}
+
+// Connect a WhatsApp business number: its two ids, the access token and the Meta app secret, checked live
+// with WhatsApp (the token must reach this number of this business account).
+function openWhatsAppDialog() {
+  const opener = document.activeElement;
+  const ids = { title: nextId("wa-title"), text: nextId("wa-text"), error: nextId("wa-error") };
+  const field = (name, labelKey, hintKey, secret) => {
+    const id = nextId(`wa-${name}`);
+    const hintId = nextId(`wa-${name}-hint`);
+    const input = h("input", {
+      class: "input mono",
+      id,
+      name,
+      type: secret ? "password" : "text",
+      required: true,
+      autocomplete: "off",
+      autocapitalize: "off",
+      spellcheck: "false",
+      inputmode: secret ? "text" : "numeric",
+      "aria-describedby": `${hintId} ${ids.error}`,
+    });
+    const wrap = h("div", { class: "field" }, h("label", { class: "label", for: id, text: t(labelKey) }), input, h("p", { class: "hint", id: hintId, text: t(hintKey) }));
+    return { input, wrap };
+  };
+  const fields = {
+    phone_number_id: field("phone_number_id", "wa.phoneLabel", "wa.phoneHint", false),
+    waba_id: field("waba_id", "wa.wabaLabel", "wa.wabaHint", false),
+    token: field("token", "wa.tokenLabel", "wa.tokenHint", true),
+    app_secret: field("app_secret", "wa.secretLabel", "wa.secretHint", true),
+  };
+  const error = h("div", { class: "form-error", id: ids.error, role: "alert", hidden: true });
+  const submit = h("button", { class: "btn btn-primary", type: "submit" }, spinner(), h("span", { class: "btn-label", text: t("wa.connect") }));
+  const cancel = h("button", { class: "btn btn-secondary", type: "button" }, t("add.cancel"));
+  const showError = (lines) => {
+    error.replaceChildren(icon("alert", "icon-sm"), errorLines(lines));
+    error.hidden = false;
+  };
+  const form = h(
+    "form",
+    { class: "modal-body", method: "dialog", novalidate: true },
+    h(
+      "div",
+      { class: "modal-head" },
+      h("h2", { class: "modal-title", id: ids.title, text: t("wa.title") }),
+      h("button", { class: "btn btn-ghost btn-icon", type: "button", "aria-label": t("add.close"), onclick: () => closeDialog(el, opener) }, icon("close")),
+    ),
+    h(
+      "ol",
+      { class: "steps", id: ids.text },
+      h("li", {}, h("span", { text: t("wa.step1") })),
+      h("li", {}, h("span", { text: t("wa.step2") })),
+      h("li", {}, h("span", { text: t("wa.step3") })),
+    ),
+    ...Object.values(fields).map((f) => f.wrap),
+    error,
+    h("div", { class: "modal-foot" }, cancel, submit),
+  );
+  const el = dialog(ids.title, ids.text, form);
+  cancel.addEventListener("click", () => closeDialog(el, opener));
+  el.addEventListener("cancel", (event) => {
+    event.preventDefault();
+    closeDialog(el, opener);
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.hidden = true;
+    const values = Object.fromEntries(Object.entries(fields).map(([name, f]) => [name, f.input.value.trim()]));
+    const missing = Object.entries(fields).find(([name]) => !values[name]);
+    if (missing) {
+      showError([t("wa.errorEmpty")]);
+      missing[1].input.focus();
+      return;
+    }
+    setBusy(submit, true, t("wa.checking"));
+    cancel.disabled = true;
+    try {
+      const { channel } = await api("POST", "channels", { platform: "whatsapp", ...values });
+      closeDialog(el);
+      replaceChannel(channel);
+      const card = state.cards.get(channel.id);
+      toast(t("add.connected", { name: channel.name }));
+      if (card) {
+        card.setOpen(true);
+        card.highlight();
+        card.el.scrollIntoView({ block: "nearest" });
+        card.title.focus();
+      }
+      loadHealth(false);
+    } catch (failure) {
+      if (isSessionError(failure)) {
+        closeDialog(el);
+        return signedOut(failure);
+      }
+      setBusy(submit, false);
+      cancel.disabled = false;
+      showError(serverError(failure, "wa.errorRejected", {}));
+      fields.token.input.focus();
+    }
+  });
+  el.showModal();
+  fields.phone_number_id.input.focus();
 }
 
 function openRemoveDialog(card) {
