@@ -6,11 +6,13 @@ PostgreSQL, a free TCP port for NATS), so they never collide with servers alread
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -23,11 +25,34 @@ FREE_PORT_RANGE = (20000, 32000)
 """Where free ports are picked: below Linux's ephemeral range (32768+), from which the kernel hands out
 the local ports of outgoing connections and of `bind(0)`. A port picked there could be taken by any
 connection before the server that was given it binds; here only another pick can meet it."""
-FREE_PORT_ATTEMPTS = 200
+FREE_PORT_ATTEMPTS = 500
+PORT_RESERVATIONS = Path(tempfile.gettempdir()) / "kommo-bridge-ports"
+"""One file per port handed out: a stack picks a dozen ports before its servers bind them, and stacks
+start side by side (test workers), so a pick is reserved on the machine, not only tested free."""
+PORT_RESERVATION_S = 600.0
+"""A reservation lapses after this long (its server has long bound the port, or never will)."""
+
+
+def _reserve(port: int) -> bool:
+    """Claim `port` for this machine's picks (atomic file creation); a lapsed claim is taken over."""
+    path = PORT_RESERVATIONS / str(port)
+    for _ in range(2):
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            return True
+        except FileExistsError:
+            try:
+                if time.time() - path.stat().st_mtime < PORT_RESERVATION_S:
+                    return False
+                path.unlink()
+            except FileNotFoundError:
+                pass  # another pick took the lapsed claim over meanwhile: try to create it again
+    return False
 
 
 def free_port() -> int:
-    """A port nothing listens on now, picked at random (tests and stacks run side by side)."""
+    """A port nothing listens on now and no other pick on this machine was given lately, at random."""
+    PORT_RESERVATIONS.mkdir(mode=0o700, exist_ok=True)
     for _ in range(FREE_PORT_ATTEMPTS):
         port = random.randint(*FREE_PORT_RANGE)
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -35,6 +60,7 @@ def free_port() -> int:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
+        if _reserve(port):
             return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # a crowded range: let the kernel pick
         sock.bind(("127.0.0.1", 0))
