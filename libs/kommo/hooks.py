@@ -173,9 +173,36 @@ def _reaction(data: dict[str, Any], reaction: dict[str, Any], scope_id: str, bod
     )
 
 
+def _template(template: dict[str, Any], text: str) -> content_pb2.Content:
+    """`message.message.template{id, external_id, content, params[{key, value}]}`: a chat template the
+    manager sent; the platform sends its own template named by `external_id`."""
+    where = "message.message.template"
+    params = template.get("params") or []
+    if not isinstance(params, list) or not all(isinstance(p, dict) for p in params):
+        raise BadRequestError(f"chat hook: {where}.params must be an array of objects")
+    return content_pb2.Content(
+        template=content_pb2.Template(
+            kommo_template_id=_optional_int(template, "id", where),
+            external_id=_required_str(template, "external_id", where),
+            content=_optional_str(template, "content", where),
+            params=[
+                content_pb2.TemplateParam(
+                    key=_required_str(p, "key", f"{where}.params[{i}]"),
+                    value=_optional_str(p, "value", f"{where}.params[{i}]"),
+                )
+                for i, p in enumerate(params)
+            ],
+            rendered=text,
+        )
+    )
+
+
 def _content(message: dict[str, Any], message_type: str) -> content_pb2.Content:
     where = "message.message"
     text = _optional_str(message, "text", where)
+    template = _optional_object(message, "template", where)
+    if template and template.get("external_id"):  # a template of ours (Kommo's own have no external_id)
+        return _template(template, text)
     if message_type == "text":
         if not text:
             raise BadRequestError("chat hook: a text message without message.message.text")

@@ -1,4 +1,4 @@
-"""Kommo's REST v4 for chats in the CRM (§11): sources, contacts and the chat ↔ contact link.
+"""Kommo's REST v4 for chats in the CRM (§11): sources, contacts, the chat ↔ contact link and chat templates.
 
 Every call first takes a slot from the shared rate limiter (Kommo allows 7 requests per second, per
 account and per calling IP, whatever the number of replicas) and a 429 pushes every caller back by
@@ -22,6 +22,7 @@ SOURCES_PATH: Final = "/api/v4/sources"
 CONTACTS_PATH: Final = "/api/v4/contacts"
 CONTACT_CHATS_PATH: Final = "/api/v4/contacts/chats"
 PIPELINES_PATH: Final = "/api/v4/leads/pipelines"
+CHAT_TEMPLATES_PATH: Final = "/api/v4/chats/templates"
 GLOBAL_LIMIT_KEY: Final = "kommo-rest"
 """K-HTTP counts requests per calling IP: all accounts together, when the replicas share one egress."""
 MIN_PHONE_DIGITS: Final = 7
@@ -79,6 +80,28 @@ def _contact(data: dict[str, Any]) -> Contact:
         name=str(data.get("name") or ""),
         phones=_field_values(data, "PHONE"),
         emails=_field_values(data, "EMAIL"),
+    )
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    """A Kommo chat template as the bridge compares it (§11, `with=reviews`)."""
+
+    id: int
+    external_id: str
+    review_status: str
+    reviews: tuple[int, ...]
+    fields: dict[str, Any]
+
+
+def _chat_template(data: dict[str, Any]) -> ChatTemplate:
+    reviews = _embedded(data, "reviews")
+    return ChatTemplate(
+        id=int(data["id"]),
+        external_id=str(data.get("external_id") or ""),
+        review_status=str(data.get("review_status") or ""),
+        reviews=tuple(int(r["id"]) for r in reviews if isinstance(r.get("id"), int)),
+        fields=data,
     )
 
 
@@ -256,3 +279,43 @@ class KommoRestClient:
 
     async def pipelines(self, account: AccountAccess) -> list[dict[str, Any]]:
         return _embedded(await self._call("pipelines", account, "GET", PIPELINES_PATH), "pipelines")
+
+    # -- chat templates
+
+    async def find_chat_template(self, account: AccountAccess, external_id: str) -> ChatTemplate | None:
+        params = httpx.QueryParams({"filter[external_id]": external_id, "with": "reviews"})
+        data = await self._call("chat templates", account, "GET", CHAT_TEMPLATES_PATH, params=params)
+        for item in _embedded(data, "chat_templates"):
+            if item.get("external_id") == external_id:
+                return _chat_template(item)
+        return None
+
+    async def create_chat_template(self, account: AccountAccess, template: dict[str, Any]) -> int:
+        body = [{**template, "request_id": "0"}]
+        created = _embedded(
+            await self._call("chat templates", account, "POST", CHAT_TEMPLATES_PATH, body=body), "chat_templates"
+        )
+        if not created or not isinstance(created[0].get("id"), int):
+            raise RetryableError("kommo chat templates: the create answer named no template")
+        return int(created[0]["id"])
+
+    async def update_chat_template(self, account: AccountAccess, template_id: int, changes: dict[str, Any]) -> None:
+        await self._call("chat templates", account, "PATCH", f"{CHAT_TEMPLATES_PATH}/{template_id}", body=changes)
+
+    async def request_review(self, account: AccountAccess, template_id: int) -> int:
+        """`POST …/{id}/review`: the template goes on review; the new review's id."""
+        data = await self._call(
+            "chat templates", account, "POST", f"{CHAT_TEMPLATES_PATH}/{template_id}/review", body={}
+        )
+        reviews = _embedded(data, "reviews")
+        if not reviews or not isinstance(reviews[0].get("id"), int):
+            raise RetryableError("kommo chat templates: the review answer named no review")
+        return int(reviews[0]["id"])
+
+    async def set_review(
+        self, account: AccountAccess, template_id: int, review_id: int, status: str, reject_reason: str = ""
+    ) -> None:
+        """`POST …/{id}/review/{review_id}`: the review's verdict (approved, paused or rejected)."""
+        body = {"status": status, "reject_reason": reject_reason}
+        path = f"{CHAT_TEMPLATES_PATH}/{template_id}/review/{review_id}"
+        await self._call("chat templates", account, "POST", path, body=body)

@@ -200,6 +200,15 @@ class FileSizing(Protocol):
         """The file's size in bytes as the platform stores it; None when it does not say."""
 
 
+@runtime_checkable
+class MessageTemplates(Protocol):
+    """What an adapter of a platform with approved message templates adds (WhatsApp): they open a
+    conversation ("write first") and go outside the service window; Kommo shows them as chat templates."""
+
+    async def templates(self, http: httpx.AsyncClient, base_url: str, token: str) -> list[events_pb2.PlatformTemplate]:
+        """The connected account's templates, as Kommo's chat templates keep them."""
+
+
 def accepted_state(adapter: MessengerAdapter) -> events_pb2.DeliveryState.ValueType:
     """What a message the platform took is, until the platform says more: delivered where the platform
     never says more (a Telegram bot's best), sent where its receipts follow."""

@@ -10,6 +10,7 @@ from kommo_bridge.auth.v1 import auth_pb2, auth_pb2_grpc
 from kommo_bridge.events.v1 import events_pb2
 
 from libs.bus import KEY_HEADER, Consumer, Delivery, Dispatcher, Publisher, Stream, connect, ensure_streams
+from libs.bus.publisher import MSG_ID_HEADER
 from libs.config import Settings
 from libs.db import create_engine
 from libs.errors import NotFoundError, RetryableError
@@ -26,6 +27,7 @@ from services.kommo_sender.holding import AccountGate, ParkingLot
 from services.kommo_sender.languages import AccountLanguages
 from services.kommo_sender.live_chat import LiveChat
 from services.kommo_sender.statuses import StatusReporter
+from services.kommo_sender.templates import TemplateSync
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,21 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 
             await lot.through(delivery, command.scope_id, delivery.headers.get(KEY_HEADER, ""), "source", work)
 
+        templates = TemplateSync(engine, rest, tokens)
+
+        async def sync_templates(delivery: Delivery) -> None:
+            command = delivery.decode(events_pb2.SyncTemplates)
+
+            async def work() -> None:
+                try:
+                    await templates.sync(command)
+                except NotFoundError as exc:  # an account without OAuth: no CRM API to sync to
+                    log.warning("kommo chat templates not synced", extra={"reason": str(exc)})
+
+            key = delivery.headers.get(KEY_HEADER, "")
+            msg_id = delivery.headers.get(MSG_ID_HEADER) or f"templates:{command.connection_id}"
+            await lot.through(delivery, command.scope_id, key, msg_id, work)
+
         async def update_profile(delivery: Delivery) -> None:
             command = delivery.decode(events_pb2.UpdateContactProfile)
 
@@ -99,6 +116,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                     engine, amojo, lot, chats, InboundMedia(MediaLinks.from_settings(settings), settings), publisher
                 ).handle,
                 events_pb2.SyncSource: sync_source,
+                events_pb2.SyncTemplates: sync_templates,
                 events_pb2.UpdateContactProfile: update_profile,
                 events_pb2.EditInKommo: live.edit,
                 events_pb2.ReactInKommo: live.react,

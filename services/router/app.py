@@ -27,6 +27,7 @@ from services.router.message_map import MapLearner, MessageMap
 from services.router.outbound import OutboundRouter
 from services.router.pausing import ChannelLot
 from services.router.servicer import RouterServicer
+from services.router.templates import TemplateMirror
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,6 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     pauses = ChannelLot(engine, publisher, connection_store)
     message_map = MessageMap(engine)
     context = RoutingContext(connections, conversations, publisher, pauses, message_map, settings.kommo_bot_ids)
-    inbound = InboundRouter(context)
     albums = Albums(engine, publisher)
     outbound = OutboundRouter(context, albums)
     outbound_events = Dispatcher(
@@ -65,23 +65,33 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         {events_pb2.DeliveryReport: learner.delivery_report, events_pb2.KommoAccepted: learner.kommo_accepted},
         untyped=events_pb2.DeliveryReport,
     )
-    consumers = [
-        Consumer(js, consumer="router", stream=Stream.INBOUND, partitions=settings.partitions, handler=inbound.handle),
-        Consumer(
-            js, consumer="router", stream=Stream.OUTBOUND, partitions=settings.partitions, handler=outbound_events
-        ),
-        Consumer(js, consumer="router", stream=Stream.REPORTS, partitions=settings.partitions, handler=reports),
-    ]
-
     auth_channel = open_channel(settings.auth_grpc_addr, token)
     async with httpx.AsyncClient(timeout=settings.http_timeout_s) as http:
         auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
+        templates = TemplateMirror(settings, auth, http, publisher)
+        inbound = InboundRouter(context, templates)
+        consumers = [
+            Consumer(
+                js, consumer="router", stream=Stream.INBOUND, partitions=settings.partitions, handler=inbound.handle
+            ),
+            Consumer(
+                js, consumer="router", stream=Stream.OUTBOUND, partitions=settings.partitions, handler=outbound_events
+            ),
+            Consumer(js, consumer="router", stream=Stream.REPORTS, partitions=settings.partitions, handler=reports),
+        ]
         connector = ChannelConnector(settings, connection_store, auth, http)
         health = HealthChecks(settings, auth, http)
         server = GrpcServer(token, [router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name])
         router_pb2_grpc.add_RouterServiceServicer_to_server(
             RouterServicer(
-                connection_store, connector, publisher, settings.public_url, pauses, health, connections.invalidate
+                connection_store,
+                connector,
+                publisher,
+                settings.public_url,
+                pauses,
+                health,
+                connections.invalidate,
+                templates,
             ),
             server.server,
         )
@@ -90,9 +100,11 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             await consumer.start()
         pauses.start()
         albums.start()
+        resync = asyncio.create_task(templates.run_periodically(connection_store, stop))
         mark_ready()
         log.info("ready", extra={"port": port, "partitions": settings.partitions})
         await stop.wait()
+        await resync
         await server.stop()
         await pauses.stop()
         await albums.stop()

@@ -15,6 +15,7 @@ from services.router.connections import DISCONNECTED, ConnectionRecord
 from services.router.context import RoutingContext
 from services.router.receipts import Receipts
 from services.router.settings import contact_rule, source_spec
+from services.router.templates import TemplateMirror
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,8 @@ def client_id_for(connection_id: str, sender_id: str) -> str:
 
 
 class InboundRouter:
-    def __init__(self, context: RoutingContext) -> None:
+    def __init__(self, context: RoutingContext, templates: TemplateMirror | None = None) -> None:
+        self._templates = templates
         self._connections = context.connections
         self._conversations = context.conversations
         self._publisher = context.publisher
@@ -67,6 +69,15 @@ class InboundRouter:
             reason = CLOSE_REASONS.get(event.closed.reason, "left")
             found = await self._conversations.close(connection_id=connection.id, chat_id=event.chat_id, reason=reason)
             log.info("conversation closed by the client", extra={"conversation_id": found, "reason": reason})
+        elif kind == "template_status":
+            # Not a client's: the list read now holds the verdict, and every other template as it is.
+            log.info(
+                "template reviewed",
+                extra={"connection_id": connection.id, "template": event.template_status.name,
+                       "status": event.template_status.status},
+            )  # fmt: skip
+            if self._templates is not None:
+                await self._templates.sync(connection)
         elif kind == "reopened":
             found = await self._conversations.reopen(connection_id=connection.id, chat_id=event.chat_id)
             log.info("conversation reopened by the client", extra={"conversation_id": found})

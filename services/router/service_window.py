@@ -25,7 +25,7 @@ class ServiceWindows:
     async def closed_for(self, adapter: MessengerAdapter, conversation_id: str, content: content_pb2.Content) -> bool:
         """True when `content` may not go now: free text on a platform whose window has closed."""
         window = service_window(adapter)
-        if window is None or content.WhichOneof("body") is None:
-            return False
+        if window is None or content.WhichOneof("body") in (None, "template"):
+            return False  # an approved template is what may go outside the window
         client_wrote_at, _ = await self._conversations.client_message(conversation_id)
         return client_wrote_at is not None and datetime.now(UTC) - client_wrote_at > window

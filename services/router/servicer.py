@@ -20,6 +20,7 @@ from services.router.connections import DISCONNECTED, ConnectionRecord, Connecti
 from services.router.health import HealthChecks
 from services.router.pausing import ChannelLot
 from services.router.settings import settings_changes, settings_pb, source_spec
+from services.router.templates import TemplateMirror
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -44,7 +45,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         lot: ChannelLot,
         health: HealthChecks,
         on_change: Callable[[str], None] = lambda connection_id: None,
+        templates: TemplateMirror | None = None,
     ) -> None:
+        self._templates = templates
         self._lot = lot
         self._health = health
         self._on_change = on_change
@@ -103,6 +106,8 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         )
         record = await self._store.update_settings(record.id, changes)
         await self._sync_source(record)
+        if self._templates is not None:
+            await self._templates.sync_quietly(record)
         return await self._to_pb(record)
 
     @rpc_errors

@@ -294,3 +294,25 @@ async def test_a_manager_typing_shows_on_the_clients_last_message(whatsapp: What
 
 async def _count_incoming(whatsapp: WhatsAppNumber, wa_id: str, count: int) -> bool:
     return len(await whatsapp.incoming_from(wa_id)) >= count
+
+
+async def test_templates_are_mirrored_into_kommo_with_their_review_status(whatsapp: WhatsAppNumber) -> None:
+    body = "Hi {{1}}, your order {{2}} ships today."
+    made = {name: await whatsapp.business_has_template(name, body) for name in ("order_ready", "promo", "paused_one")}
+    for name, event in (("order_ready", "APPROVED"), ("promo", "REJECTED"), ("paused_one", "APPROVED")):
+        assert await whatsapp.meta_reviews(made[name], event) == 200
+    assert await whatsapp.meta_reviews(made["paused_one"], "PAUSED") == 200
+
+    expected = {"order_ready": "approved", "promo": "rejected", "paused_one": "paused"}
+
+    async def mirrored() -> bool:
+        statuses = {t["name"]: t.get("review_status") for t in await whatsapp.kommo_chat_templates()}
+        return all(statuses.get(name) == status for name, status in expected.items())
+
+    await wait_for(mirrored, timeout=60, what="the business's templates in Kommo with their review status")
+    templates = [t for t in await whatsapp.kommo_chat_templates() if t["name"] in expected]
+    assert len(templates) == 3  # each once, however many notifications came
+    for template in templates:
+        assert template["type"] == "waba"
+        assert template["content"] == body
+        assert template["external_id"].startswith(f"{whatsapp.business.waba_id}:")

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, text
 
+from libs.devstack.stack import SANDBOX_DOMAIN
 from libs.messengers.whatsapp.adapter import signature
 from tests.e2e.sandbox import Sandbox
 
@@ -137,9 +138,14 @@ class WhatsAppNumber:
             "metadata": {"display_phone_number": "15550000000", "phone_number_id": self.business.phone_number_id},
             "statuses": entries,
         }
+        return await self.meta_posts(value, "messages")
+
+    async def meta_posts(self, value: dict[str, Any], field: str) -> int:
+        """Meta posts one change of `field` for the business account, signed, straight to the gateway;
+        returns the gateway's HTTP status."""
         payload = {
             "object": "whatsapp_business_account",
-            "entry": [{"id": self.business.waba_id, "changes": [{"value": value, "field": "messages"}]}],
+            "entry": [{"id": self.business.waba_id, "changes": [{"value": value, "field": field}]}],
         }
         body = json.dumps(payload).encode()
         response = await self.sandbox.http.post(
@@ -163,3 +169,43 @@ class WhatsAppNumber:
         """What Kommo received from the client, oldest first."""
         client_id = f"{self.connection_id}:{wa_id}"
         return [m for m in await self.sandbox.kommo_messages() if m["sender"].get("client_id", "") == client_id]
+
+    async def business_has_template(self, name: str, body: str) -> dict[str, Any]:
+        """A message template of the business account at Meta, as the business created it (pending)."""
+        response = await self.sandbox.http.post(
+            f"{self._graph}/_emulator/templates",
+            json={
+                "waba_id": self.business.waba_id,
+                "name": name,
+                "language": "en_US",
+                "category": "UTILITY",
+                "components": [{"type": "BODY", "text": body}],
+            },
+        )
+        response.raise_for_status()
+        template: dict[str, Any] = response.json()
+        return template
+
+    async def meta_reviews(self, template: dict[str, Any], event: str) -> int:
+        """Meta decides on a template (APPROVED, REJECTED, PAUSED, …) and notifies the bridge's webhook."""
+        reviewed = await self.sandbox.http.post(
+            f"{self._graph}/_emulator/templates/{template['id']}/review", json={"event": event}
+        )
+        reviewed.raise_for_status()
+        value = {
+            "event": event,
+            "message_template_id": int(template["id"]),
+            "message_template_name": template["name"],
+            "message_template_language": template["language"],
+            "reason": "NONE",
+        }
+        return await self.meta_posts(value, "message_template_status_update")
+
+    async def kommo_chat_templates(self) -> list[dict[str, Any]]:
+        """The chat templates of the sandbox account at Kommo, with their review status."""
+        response = await self.sandbox.http.get(
+            f"{self.sandbox.stack.kommo_accounts_url}/_emulator/accounts/{SANDBOX_DOMAIN}/chat_templates"
+        )
+        response.raise_for_status()
+        found: list[dict[str, Any]] = response.json()["chat_templates"]
+        return found

@@ -374,6 +374,11 @@ def test_system_messages_and_other_fields_carry_no_event() -> None:
         "system": {"body": "User A changed from 1 to 2", "wa_id": "2", "type": "user_changed_number"},
     }
     assert parse(notification([changed], contacts=[])) == []
+    account_update = {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"field": "account_update", "value": {"event": "X"}}]}],
+    }
+    assert parse(account_update) == []
     template_review = {
         "object": "whatsapp_business_account",
         "entry": [
@@ -396,7 +401,8 @@ def test_system_messages_and_other_fields_carry_no_event() -> None:
             }
         ],
     }
-    assert parse(template_review) == []
+    (review,) = parse(template_review)  # not a client's: the router mirrors it into Kommo's templates
+    assert review.WhichOneof("event") == "template_status" and not review.chat_id
 
 
 def test_a_user_known_by_bsuid_only_and_one_with_both_ids_keep_a_stable_id() -> None:

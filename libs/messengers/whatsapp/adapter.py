@@ -28,6 +28,7 @@ from libs.messengers.whatsapp.cloud_api import CloudCredentials, GraphClient
 from libs.messengers.whatsapp.inbound import parse_notification
 from libs.messengers.whatsapp.media import open_download, whatsapp_media_limits
 from libs.messengers.whatsapp.outbound import OutboundSender, edit_refused
+from libs.messengers.whatsapp.templates import kommo_template
 from libs.secret_names import MESSENGER_APP_SECRET
 
 if TYPE_CHECKING:
@@ -212,6 +213,12 @@ class WhatsAppAdapter:
 
     def media_limits(self, settings: Settings) -> MediaLimits:
         return whatsapp_media_limits()
+
+    async def templates(self, http: httpx.AsyncClient, base_url: str, token: str) -> list[events_pb2.PlatformTemplate]:
+        """The business account's message templates as Kommo's chat templates keep them."""
+        client = self._client(http, base_url, token)
+        found = [kommo_template(client.credentials.waba_id, t) for t in await client.templates()]
+        return [t for t in found if t is not None]
 
     async def file_size(self, http: httpx.AsyncClient, base_url: str, token: str, file_ref: str) -> int | None:
         """`GET /{media-id}`: webhooks carry no size, Graph's media node does (no download needed)."""

@@ -3,7 +3,8 @@
 One POST is `{"object": "whatsapp_business_account", "entry": [{"changes": [{"field", "value"}]}]}`, and
 one `value` may carry several client messages (`messages[]`, their senders in `contacts[]`) and several
 statuses of the business's own messages (`statuses[]`). Each becomes one `InboundMessage`, in the order
-Meta lists them; changes of other fields (template reviews, account updates) carry no client event.
+Meta lists them; a template review (`message_template_status_update`) becomes one carrying
+`template_status`; changes of other fields (account updates) carry no event.
 
 Who the client is: `from` / `contacts[].wa_id` is their phone number; `from_user_id` /
 `contacts[].user_id` is the business-scoped user id (BSUID) that users who hide their number behind a
@@ -25,6 +26,7 @@ from libs.messengers.payload_reader import PayloadReader, type_name
 from libs.messengers.whatsapp.graph_errors import GraphError, reason_of
 
 OBJECT: Final = "whatsapp_business_account"
+TEMPLATE_FIELD: Final = "message_template_status_update"
 DELETED_NOTE: Final = "[The client deleted this message]"
 """What a message the client deleted for everyone (`revoke`) becomes in Kommo: an edit of it, so the
 chat shows what the client's WhatsApp shows."""
@@ -85,11 +87,45 @@ def parse_notification(body: bytes, connection_id: str) -> list[events_pb2.Inbou
             path = f"entry[{e}].changes[{c}]"
             if not isinstance(change, dict):
                 raise read.fail(path, "an object", change)
-            if change.get("field") != "messages":
-                continue  # template reviews and account updates: no client event
+            field = change.get("field")
+            if field == TEMPLATE_FIELD:
+                event = _template_status(read, entry, read.obj(change, "value", path), f"{path}.value", connection_id)
+                events.append(event)
+                continue
+            if field != "messages":
+                continue  # account updates and the like: no event
             value = read.obj(change, "value", path)
             events.extend(_Value(read, value, f"{path}.value", connection_id).events())
     return events
+
+
+def _template_status(
+    read: _Reader, entry: Mapping[str, Any], value: Mapping[str, Any], path: str, connection_id: str
+) -> events_pb2.InboundMessage:
+    """Meta's verdict on a template (`{event, message_template_id, message_template_name,
+    message_template_language, reason}`): the router mirrors it into Kommo's chat templates."""
+    template_id = value.get("message_template_id")
+    if isinstance(template_id, bool) or not isinstance(template_id, int | str) or not str(template_id):
+        raise read.fail(f"{path}.message_template_id", "a template id", template_id)
+    status = read.nonempty_str(value, "event", path)
+    change = events_pb2.TemplateStatusChange(
+        template_id=str(template_id),
+        name=read.nonempty_str(value, "message_template_name", path),
+        language=read.nonempty_str(value, "message_template_language", path),
+        status=status,
+        reason=read.str_(value, "reason", path),
+        account_id=str(entry.get("id") or ""),
+    )
+    moment = entry.get("time")
+    when = moment if isinstance(moment, int) else ""
+    return events_pb2.InboundMessage(
+        # A template may be approved, paused and approved again: each verdict is its own event.
+        event_id=f"whatsapp:{connection_id}:template:{template_id}:{status}:{when}",
+        platform=content_pb2.PLATFORM_WHATSAPP,
+        connection_id=connection_id,
+        template_status=change,
+        raw=_raw(value),
+    )
 
 
 def _raw(item: Mapping[str, Any]) -> bytes:

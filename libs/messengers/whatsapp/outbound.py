@@ -1,6 +1,7 @@
 """A manager's message into WhatsApp messages (reference/messenger-apis.md §2, "Outbound").
 
-Text (with a link preview when it holds a link), files (see `media`), locations, contacts, each as a reply
+Text (with a link preview when it holds a link), files (see `media`), locations, contacts, approved
+templates (see `templates`), each as a reply
 when the manager quoted a client's message (`context.message_id`); reactions; and the refusal of edits,
 which WhatsApp does not let a business make.
 """
@@ -21,6 +22,7 @@ from libs.media.outbound_files import OutboundFile
 from libs.messengers.whatsapp.cloud_api import GraphClient, recipient_field
 from libs.messengers.whatsapp.graph_errors import PLATFORM
 from libs.messengers.whatsapp.media import DOCUMENT_LIMIT, MediaPreparer, outbound_file
+from libs.messengers.whatsapp.templates import template_message
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,9 @@ class OutboundSender:
             return await self._client.send(self._message(chat_id, "contacts", contacts, reply_to))
         if kind in ("media", "sticker"):
             return await self._send_file(chat_id, outbound_file(content), reply_to)
+        if kind == "template":  # allowed outside the 24-hour window: that is what templates are for
+            message = self._message(chat_id, "template", template_message(content.template), reply_to)
+            return await self._client.send(message, "send template")
         if kind is None:
             raise BadRequestError("whatsapp: the content to send is empty")
         raise PermanentError(

@@ -29,6 +29,7 @@ from libs.kommo.emulator.accounts.rest import (
     refusal_response,
 )
 from libs.kommo.emulator.accounts.state import HINT_GRANT_TYPE, AccountsState, OAuthRejected
+from libs.kommo.emulator.accounts.templates_api import ChatTemplatesApi
 
 OAUTH_PROBLEM_TYPE: Final = "https://developers.kommo.com/v3/errors/OAuthProblemJson"
 OAUTH_TITLE: Final = "Incorrect request"
@@ -133,6 +134,7 @@ class AccountsApi:
             Route(f"{p}/oauth2/access_token", self.token, methods=["POST"]),
             Route(f"{p}/api/v4/account", self.account, methods=["GET"]),
             *CrmApi(self.state).routes(),
+            *ChatTemplatesApi(self.state).routes(),
             Route(f"{p}/{{rest:path}}", self.unknown, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
         ]
 

@@ -154,6 +154,14 @@ def account_control_routes(state: AccountsState) -> list[Route]:
         except BridgeError as error:
             return _error(error)
 
+    async def chat_templates(request: Request) -> Response:
+        """The account's chat templates as Kommo shows them, reviews included."""
+        try:
+            found = state.chat_templates.of(amojo_id(request))
+        except BridgeError as error:
+            return _error(error)
+        return JSONResponse({"chat_templates": [t.to_json(with_reviews=True) for t in found]})
+
     async def contacts(request: Request) -> Response:
         """Seed a contact that already exists in the account: `{name, phone?, email?}`."""
         try:
@@ -209,6 +217,7 @@ def account_control_routes(state: AccountsState) -> list[Route]:
         Route(a + "uninstall_hook", uninstall_hook, methods=["POST"]),
         Route(c + "hooks", hooks, methods=["GET"]),
         Route(a + "crm", crm, methods=["GET"]),
+        Route(a + "chat_templates", chat_templates, methods=["GET"]),
         Route(a + "contacts", contacts, methods=["POST"]),
         Route(c + "rest-limits", rest_limits, methods=["GET", "PUT", "DELETE"]),
     ]

@@ -35,6 +35,7 @@ from libs.kommo.emulator.accounts.records import (
     RefreshAttempt,
     fingerprint,
 )
+from libs.kommo.emulator.chat_templates import ChatTemplates
 from libs.kommo.emulator.crm import CrmState
 from libs.kommo.oauth import UNINSTALL_USER_AGENT, uninstall_signature, validate_domain
 from libs.kommo.widget_tokens import base_address, issue_widget_token
@@ -111,6 +112,7 @@ class AccountsState:
         crm: CrmState | None = None,
     ) -> None:
         self.crm = crm if crm is not None else CrmState(clock=clock)
+        self.chat_templates = ChatTemplates(clock)
         self.rest_rate_limit: int = REST_RATE_LIMIT
         self.rest_retry_after_s: int = REST_RETRY_AFTER_S
         self.rest_ban_after: int = REST_BAN_AFTER
