@@ -144,6 +144,10 @@ conversations = Table(
     # only for a while after it (WhatsApp's 24-hour window), and where typing shows on it (WhatsApp).
     Column("client_message_at", DateTime(timezone=True), nullable=True),
     Column("client_message_id", String(200), nullable=False, server_default=""),
+    # A conversation a manager opened from Kommo ("write first"): Kommo's chat id and its id of the client,
+    # which the conversation's first message to Kommo names so it lands in that chat ("" otherwise).
+    Column("kommo_chat_ref", String(64), nullable=False, server_default=""),
+    Column("kommo_client_ref", String(64), nullable=False, server_default=""),
     UniqueConstraint("connection_id", "chat_id", name="uq_conversations_connection_chat"),
     comment="owner: router",
 )

@@ -78,6 +78,7 @@ def parse_hook(body: bytes, scope_id: str) -> KommoHookEvent:
     kommo_chat_id = _required_str(conversation, "id", "message.conversation")
     receiver = _optional_object(envelope, "receiver", "message")
     sender = _optional_object(envelope, "sender", "message")
+    source = _optional_object(envelope, "source", "message")
 
     return events_pb2.KommoOutboundMessage(
         account_id=_optional_str(data, "account_id", ""),
@@ -93,6 +94,9 @@ def parse_hook(body: bytes, scope_id: str) -> KommoHookEvent:
         raw=body,
         reply_to=_quoted(envelope),
         media_group_id=_optional_str(message, "media_group_id", "message.message"),
+        receiver_kommo_id=_optional_str(receiver, "id", "message.receiver"),
+        receiver_phone=_optional_str(receiver, "phone", "message.receiver"),
+        source_external_id=_optional_str(source, "external_id", "message.source"),
     )
 
 

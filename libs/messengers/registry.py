@@ -209,6 +209,21 @@ class MessageTemplates(Protocol):
         """The connected account's templates, as Kommo's chat templates keep them."""
 
 
+@runtime_checkable
+class WriteFirst(Protocol):
+    """What an adapter of a platform where the business may start a conversation adds (WhatsApp, to a phone
+    number, with an approved template): Kommo's "write first" names the client by phone only."""
+
+    def chat_for_phone(self, phone: str) -> str | None:
+        """The client's chat id (also their sender id) for a phone number, as the platform's webhooks will
+        name them; None when `phone` is not a number the platform can write to."""
+
+
+def write_first_chat(adapter: MessengerAdapter, phone: str) -> str | None:
+    """The chat a manager's "write first" to `phone` opens; None where the platform cannot start one."""
+    return adapter.chat_for_phone(phone) if isinstance(adapter, WriteFirst) else None
+
+
 def accepted_state(adapter: MessengerAdapter) -> events_pb2.DeliveryState.ValueType:
     """What a message the platform took is, until the platform says more: delivered where the platform
     never says more (a Telegram bot's best), sent where its receipts follow."""

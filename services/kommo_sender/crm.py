@@ -196,12 +196,13 @@ class ChatSetup:
         if len(self._ready) > KNOWN_CHATS_CACHED:
             self._ready.popitem(last=False)
 
-    async def prepare(self, command: events_pb2.DeliverToKommo) -> None:
+    async def prepare(self, command: events_pb2.DeliverToKommo) -> bool:
         """Sync the source and link the contact, before a conversation's first message reaches Kommo
-        (`delivered` records that it did). Kommo refusing either does not stop the message: the chat
-        then lands in the integration's default source / gets a new contact."""
+        (`delivered` records that it did); True when this is that first message. Kommo refusing either
+        does not stop the message: the chat then lands in the integration's default source / gets a new
+        contact. A chat a manager opened by write first has its contact already: nothing is linked."""
         if await self._known(command.scope_id, command.conversation_id):
-            return
+            return False
         try:
             await self._sources.ensure(command.scope_id, command.source)
         except PermanentError as exc:
@@ -211,7 +212,8 @@ class ChatSetup:
             )
         chat_id, contact_id = "", 0
         profile = command.sender
-        if command.contact_rule == events_pb2.CONTACT_RULE_LINK_EXISTING and (profile.phone or profile.email):
+        linking = command.contact_rule == events_pb2.CONTACT_RULE_LINK_EXISTING and not command.conversation_ref_id
+        if linking and (profile.phone or profile.email):
             try:
                 chat_id, contact_id = await self._link_existing(command)
             except PermanentError as exc:
@@ -232,6 +234,7 @@ class ChatSetup:
                     )
                     .on_conflict_do_nothing()
                 )
+        return True
 
     async def _link_existing(self, command: events_pb2.DeliverToKommo) -> tuple[str, int]:
         """Create the chat empty and link it to the contact with the client's phone / e-mail, if any."""

@@ -91,13 +91,18 @@ class KommoDeliverer:
             count_message(command.platform, "inbound", "duplicate")
             await self._accepted(command, known)  # again: the first attempt may have stopped short of it
             return
-        await self._chats.prepare(command)
+        first = await self._chats.prepare(command)
         # The client's files become signed links to the gateway (or a text when one is too big to fetch).
         content = self._media.link(command.content, command.connection_id, command.platform)
+        # A conversation a manager opened by write first: its first message names Kommo's chat and client,
+        # so it lands in that chat (§9); later ones are known by our conversation_id alone.
+        binding = first and bool(command.conversation_ref_id)
+        sender = participant_for(command.sender_id, command.sender)
         message = NewMessage(
             msgid=command.msgid,
             conversation_id=command.conversation_id,
-            sender=participant_for(command.sender_id, command.sender),
+            conversation_ref_id=command.conversation_ref_id if binding else "",
+            sender=dataclasses.replace(sender, ref_id=command.sender_ref_id) if binding else sender,
             # An album's items go one by one, in order, each with the album's id.
             message=dataclasses.replace(content_to_message_body(content), media_group_id=command.media_group_id),
             timestamp_ms=command.sent_at_ms or int(time.time() * 1000),

@@ -48,7 +48,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     conversations = ConversationStore(engine)
     pauses = ChannelLot(engine, publisher, connection_store)
     message_map = MessageMap(engine)
-    context = RoutingContext(connections, conversations, publisher, pauses, message_map, settings.kommo_bot_ids)
+    context = RoutingContext(
+        connections, conversations, publisher, pauses, message_map, connection_store, settings.kommo_bot_ids
+    )
     albums = Albums(engine, publisher)
     outbound = OutboundRouter(context, albums)
     outbound_events = Dispatcher(

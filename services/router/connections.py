@@ -102,6 +102,12 @@ class ConnectionStore:
             raise NotFoundError(f"no connection {connection_id}", code="channel_not_found")
         return _record(row)
 
+    async def in_scope(self, scope_id: str) -> list[ConnectionRecord]:
+        """The channels of one Kommo account's chat channel connection (its `scope_id`), oldest first."""
+        query = select(*_COLUMNS).where(connections.c.scope_id == scope_id).order_by(connections.c.created_at)
+        async with self._engine.connect() as conn:
+            return [_record(row) for row in (await conn.execute(query)).all()]
+
     async def list(self, account_id: str = "") -> list[ConnectionRecord]:
         query = select(*_COLUMNS).order_by(connections.c.created_at)
         if account_id:

@@ -41,6 +41,9 @@ class Recorded:
     contact_changed: bool
     # The conversation was closed (blocked, left) and this message opened it again.
     reopened: bool
+    # Kommo's chat and client ids of a conversation a manager opened by write first ("" otherwise).
+    kommo_chat_ref: str = ""
+    kommo_client_ref: str = ""
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class ConversationRecord:
     client_id: str
     state: str
     closed_reason: str
+    # Kommo's chat id when a manager opened the conversation by write first ("" otherwise).
+    kommo_chat_ref: str
 
 
 async def _record_message(
@@ -111,6 +116,8 @@ class ConversationStore:
                     conversations.c.id,
                     conversations.c.profile,
                     conversations.c.state,
+                    conversations.c.kommo_chat_ref,
+                    conversations.c.kommo_client_ref,
                     literal_column("xmax = 0").label("created"),
                 )
             )
@@ -136,7 +143,40 @@ class ConversationStore:
                     .where(conversations.c.id == conversation_id)
                     .values(profile=merged, state="open", closed_reason="", closed_at=None)
                 )
-        return Recorded(conversation_id, message_id, first, merged, changed, reopened)
+        return Recorded(
+            conversation_id, message_id, first, merged, changed, reopened, row.kommo_chat_ref, row.kommo_client_ref
+        )
+
+    async def open_by_business(
+        self, *, connection_id: str, chat_id: str, client_id: str, kommo_chat_id: str, kommo_client_id: str
+    ) -> str:
+        """Find or create the conversation a manager starts from Kommo (write first) and remember Kommo's chat
+        and client ids, which the client's first message to Kommo names to land in that chat. A conversation
+        that already has them keeps them: Kommo opens one chat per client and channel."""
+        async with self._engine.begin() as conn:
+            find_or_create = (
+                insert(conversations)
+                .values(
+                    id=str(uuid.uuid4()),
+                    connection_id=connection_id,
+                    chat_id=chat_id,
+                    client_id=client_id,
+                    kommo_chat_ref=kommo_chat_id,
+                    kommo_client_ref=kommo_client_id,
+                )
+                .on_conflict_do_update(
+                    constraint="uq_conversations_connection_chat", set_={"last_message_at": func.now()}
+                )
+                .returning(conversations.c.id, conversations.c.kommo_chat_ref)
+            )
+            row = (await conn.execute(find_or_create)).one()
+            if not row.kommo_chat_ref:
+                await conn.execute(
+                    conversations.update()
+                    .where(conversations.c.id == row.id)
+                    .values(kommo_chat_ref=kommo_chat_id, kommo_client_ref=kommo_client_id)
+                )
+        return str(row.id)
 
     async def close(self, *, connection_id: str, chat_id: str, reason: str) -> str | None:
         """Mark the client's conversation closed; None when the client never wrote (nothing to close)."""

@@ -113,6 +113,9 @@ class InboundRouter:
             connection_id=connection.id,
             reply_to=reply_to,
             media_group_id=event.media_group_id,
+            # A conversation a manager opened by write first: kommo_sender binds Kommo's chat with these.
+            conversation_ref_id=recorded.kommo_chat_ref,
+            sender_ref_id=recorded.kommo_client_ref,
         )
         # Published again on a redelivery: the Nats-Msg-Id and kommo_sender's own idempotency key
         # make that harmless, and it covers a crash between the commit above and this publish.

@@ -22,6 +22,7 @@ from services.router.manager_actions import ManagerActions
 from services.router.reports import report_failure
 from services.router.service_window import ServiceWindows
 from services.router.settings import labelled
+from services.router.write_first import WriteFirstOpener
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +40,24 @@ class OutboundRouter:
         self._albums = albums
         self._manager_actions = ManagerActions(context)
         self._windows = ServiceWindows(context.conversations)
+        self._write_first = WriteFirstOpener(context.channels, context.conversations)
 
     async def handle(self, delivery: Delivery) -> None:
         """Route a manager's message, or hold it in the album lot while an album of its conversation is
         pending (an item of that album joins it)."""
         event = delivery.decode(events_pb2.KommoOutboundMessage)
         if not event.conversation_id:
-            await report_failure(
-                self._publisher,
-                event.scope_id,
-                event.kommo_message_id,
-                status_texts.WRITE_FIRST_UNSUPPORTED,
-            )
-            return
+            # Write first: a manager starts the conversation from Kommo (services/router/write_first.py).
+            opened = await self._write_first.open(event)
+            if opened is None:
+                await report_failure(
+                    self._publisher,
+                    event.scope_id,
+                    event.kommo_message_id,
+                    status_texts.WRITE_FIRST_UNSUPPORTED,
+                )
+                return
+            event.conversation_id = opened
         key = delivery.headers.get(KEY_HEADER) or event.conversation_id
         msg_id = delivery.headers.get(MSG_ID_HEADER) or hook_msg_id(event)
 
@@ -120,7 +126,10 @@ class OutboundRouter:
             await report_failure(self._publisher, event.scope_id, event.kommo_message_id, reason)
             return
         adapter = adapter_named(connection.platform)
-        if await self._windows.closed_for(adapter, conversation.id, event.content):
+        opened_by_business = bool(conversation.kommo_chat_ref)
+        if await self._windows.closed_for(
+            adapter, conversation.id, event.content, opened_by_business=opened_by_business
+        ):
             reason_args = {"platform": adapter.name}
             await report_failure(
                 self._publisher, event.scope_id, event.kommo_message_id, status_texts.WINDOW_CLOSED, reason_args

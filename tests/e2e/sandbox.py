@@ -130,6 +130,18 @@ class Sandbox:
         hook: dict[str, Any] = response.json()["hook"]
         return hook
 
+    async def manager_writes_first(
+        self, phone: str, message: dict[str, Any], *, source_external_id: str = ""
+    ) -> dict[str, Any]:
+        """A manager writes first to a phone number from Kommo (`message`: hook fields, or a `template`
+        {id, external_id, content, params}), through the channel's source `source_external_id` if given:
+        Kommo opens a chat and posts a hook without `conversation.client_id` (§9); returns it as sent."""
+        body = {"scope_id": self.scope_id, "phone": phone, "source_external_id": source_external_id, **message}
+        response = await self.http.post(f"{self.stack.kommo_url}/_emulator/manager_messages", json=body)
+        response.raise_for_status()
+        hook: dict[str, Any] = response.json()["hook"]
+        return hook
+
     async def manager_sends_album(self, conversation_id: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A manager sends several attachments at once: Kommo posts one hook per attachment, in order, all
         with the same media_group_id; returns the hooks as sent."""

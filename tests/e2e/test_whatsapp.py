@@ -316,3 +316,107 @@ async def test_templates_are_mirrored_into_kommo_with_their_review_status(whatsa
         assert template["type"] == "waba"
         assert template["content"] == body
         assert template["external_id"].startswith(f"{whatsapp.business.waba_id}:")
+
+
+async def approved_template_in_kommo(whatsapp: WhatsAppNumber, name: str, body: str) -> dict[str, Any]:
+    """A template Meta approved, once Kommo shows it as approved (what a manager can pick)."""
+    made = await whatsapp.business_has_template(name, body)
+    assert await whatsapp.meta_reviews(made, "APPROVED") == 200
+    found: list[dict[str, Any]] = []
+
+    async def mirrored() -> bool:
+        found[:] = [t for t in await whatsapp.kommo_chat_templates() if t["name"] == name]
+        return bool(found) and found[0].get("review_status") == "approved"
+
+    await wait_for(mirrored, timeout=60, what=f"template {name} approved in Kommo")
+    return found[0]
+
+
+def picked(template: dict[str, Any], *values: str) -> dict[str, Any]:
+    """The hook's `template` when a manager sends a chat template with its parameters filled in."""
+    params = [{"key": "{{" + str(i) + "}}", "value": value} for i, value in enumerate(values, start=1)]
+    return {
+        "id": template["id"],
+        "external_id": template["external_id"],
+        "content": template["content"],
+        "params": params,
+    }
+
+
+def digits(phone: str) -> str:
+    return "".join(c for c in phone if c.isdigit())
+
+
+def body_parameters(sent: dict[str, Any]) -> list[str]:
+    [body] = [c for c in sent["body"]["template"]["components"] if c["type"] == "body"]
+    return [p["text"] for p in body["parameters"]]
+
+
+async def test_a_managers_template_goes_outside_the_window_with_its_parameters(whatsapp: WhatsAppNumber) -> None:
+    sandbox, wa_id = whatsapp.sandbox, "5511900000107"
+    template = await approved_template_in_kommo(whatsapp, "order_shipped", "Hi {{1}}, order {{2}} has shipped.")
+    conversation_id = await open_chat(whatsapp, wa_id)
+    await whatsapp.bridge_window_age(conversation_id, OUTSIDE_THE_WINDOW)
+    await whatsapp.whatsapp_window_age(wa_id, OUTSIDE_THE_WINDOW)
+
+    hook = await sandbox.manager_sends(conversation_id, {"template": picked(template, "Ana", "A-1001")})
+    assert hook["body"]["message"]["message"]["text"] == "Hi Ana, order A-1001 has shipped."
+
+    [sent] = await sent_once(whatsapp, wa_id)
+    assert sent["type"] == "template"
+    assert (sent["body"]["template"]["name"], sent["body"]["template"]["language"]["code"]) == (
+        "order_shipped",
+        "en_US",
+    )
+    assert body_parameters(sent) == ["Ana", "A-1001"]
+    assert [s["status"] for s in await kommo_statuses_of(sandbox, hook["kommo_msgid"])] == [DELIVERED]
+
+
+async def test_writing_first_to_a_new_number_opens_one_chat_where_the_answer_lands(whatsapp: WhatsAppNumber) -> None:
+    sandbox, wa_id = whatsapp.sandbox, "5511900000108"
+    template = await approved_template_in_kommo(whatsapp, "first_contact", "Hello {{1}}, can we help with {{2}}?")
+    await whatsapp.whatsapp_user(wa_id)
+
+    # Free text cannot open a WhatsApp conversation: stopped before sending, in words that say so.
+    refused_text = await sandbox.manager_writes_first("+55 11 90000-0108", {"text": "Hi there"})
+    kommo_chat_id = refused_text["body"]["message"]["conversation"]["id"]
+    assert "client_id" not in refused_text["body"]["message"]["conversation"]
+    [status] = await kommo_statuses_of(sandbox, refused_text["kommo_msgid"])
+    assert (status["status"], status["error_code"]) == (FAILED, 905) and "template" in status["error"]
+
+    hook = await sandbox.manager_writes_first("+55 11 90000-0108", {"template": picked(template, "Rui", "your order")})
+    assert hook["body"]["message"]["conversation"]["id"] == kommo_chat_id  # the same chat, still unbound
+    [sent] = await sent_once(whatsapp, wa_id)
+    assert sent["type"] == "template" and body_parameters(sent) == ["Rui", "your order"]
+    assert [s["status"] for s in await kommo_statuses_of(sandbox, hook["kommo_msgid"])] == [DELIVERED]
+
+    await whatsapp.client_writes(wa_id, "Yes, where is it?")
+    await wait_for(lambda: _count_incoming(whatsapp, wa_id, 1), timeout=60, what="the client's answer in Kommo")
+    [answer] = await whatsapp.incoming_from(wa_id)
+    assert answer["kommo_chat_id"] == kommo_chat_id
+    assert answer["payload"]["conversation_ref_id"] == kommo_chat_id
+    assert answer["payload"]["sender"]["ref_id"] == hook["body"]["message"]["receiver"]["id"]
+    chats = [c for c in await sandbox.kommo_chats() if digits(c["client"].get("phone", "")) == wa_id]
+    assert [c["kommo_chat_id"] for c in chats] == [kommo_chat_id]  # one chat: Kommo's own, now ours too
+    assert chats[0]["conversation_id"] == await whatsapp.conversation_of(wa_id)
+    crm = await sandbox.crm()
+    assert len([lead for lead in crm["leads"] if lead["chat_id"] == kommo_chat_id]) == 1
+
+    await whatsapp.client_writes(wa_id, "Thanks")
+    await wait_for(lambda: _count_incoming(whatsapp, wa_id, 2), timeout=60, what="the client's second message")
+    second = (await whatsapp.incoming_from(wa_id))[1]
+    assert second["kommo_chat_id"] == kommo_chat_id and "conversation_ref_id" not in second["payload"]
+
+
+async def test_writing_first_through_a_telegram_bot_is_refused_as_unsupported(
+    shared_sandbox: Sandbox, whatsapp: WhatsAppNumber
+) -> None:
+    telegram = await shared_sandbox.connection()
+    assert telegram.source_external_id  # the hook names the Telegram bot's source
+    hook = await shared_sandbox.manager_writes_first(
+        "+55 11 90000-0109", {"text": "Hello from Kommo"}, source_external_id=telegram.source_external_id
+    )
+    [status] = await kommo_statuses_of(shared_sandbox, hook["kommo_msgid"])
+    assert (status["status"], status["error_code"]) == (FAILED, 904)
+    assert "cannot start a conversation" in status["error"]
+    assert await whatsapp.sent_to("5511900000109") == []

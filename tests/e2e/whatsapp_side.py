@@ -201,6 +201,11 @@ class WhatsAppNumber:
         }
         return await self.meta_posts(value, "message_template_status_update")
 
+    async def whatsapp_user(self, wa_id: str) -> None:
+        """Someone with WhatsApp on this number who never wrote to the business."""
+        response = await self.sandbox.http.post(f"{self._graph}/_emulator/users", json=self._user(wa_id))
+        response.raise_for_status()
+
     async def kommo_chat_templates(self) -> list[dict[str, Any]]:
         """The chat templates of the sandbox account at Kommo, with their review status."""
         response = await self.sandbox.http.get(

@@ -143,6 +143,9 @@ def test_write_first_hook_has_no_conversation_id() -> None:
     assert event is not None
     assert (event.conversation_id, event.receiver_client_id) == ("", "")
     assert event.kommo_chat_id == "8e4d4baa-9e6c-4a88-838a-5f62be227bdc"
+    # What the router needs to open the conversation and Kommo to bind it later (§9).
+    assert (event.receiver_kommo_id, event.receiver_phone) == ("2ed64e26-70a1-4857-8382-bb066a076219", "79161234567")
+    assert event.source_external_id == "78001234567"
 
 
 def test_seconds_timestamp_is_used_when_msec_is_absent() -> None:

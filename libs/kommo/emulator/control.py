@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from libs.errors import BridgeError, NotFoundError
+from libs.errors import BadRequestError, BridgeError, NotFoundError
 from libs.kommo.emulator.manager_live import manager_edits, manager_reacts, manager_types
 from libs.kommo.emulator.records import HookResult
 from libs.kommo.emulator.state import AmojoState
@@ -33,6 +33,29 @@ def _contact(data: dict[str, Any]) -> dict[str, str] | None:
         "name": str_field(contact, "name", "contact", required=True),
         "phone": str_field(contact, "phone", "contact", required=True),
     }
+
+
+def _template(data: dict[str, Any]) -> dict[str, Any] | None:
+    """A chat template the manager picked, as the hook carries it (§9): `{id, external_id, content,
+    params[{key, value}]}`."""
+    template = obj_field(data, "template", "")
+    if template is None:
+        return None
+    params = template.get("params") or []
+    if not isinstance(params, list) or not all(isinstance(p, dict) for p in params):
+        raise BadRequestError("template.params must be an array of {key, value} objects")
+    out: dict[str, Any] = {
+        "id": int_field(template, "id", "template", required=True),
+        "content": str_field(template, "content", "template", required=True),
+        "params": [
+            {"key": str_field(p, "key", "template.params[]", required=True), "value": str_field(p, "value", "")}
+            for p in params
+        ],
+    }
+    external_id = str_field(template, "external_id", "template")
+    if external_id:  # Kommo's own (amocrm) templates have none
+        out["external_id"] = external_id
+    return out
 
 
 def amojo_control_routes(state: AmojoState) -> list[Route]:
@@ -83,7 +106,7 @@ def amojo_control_routes(state: AmojoState) -> list[Route]:
             data = json_object(await request.body())
             result = await state.send_manager_message(
                 str_field(data, "scope_id", "", required=True),
-                str_field(data, "conversation_id", "", required=True),
+                str_field(data, "conversation_id", ""),
                 str_field(data, "text", ""),
                 message_type=str_field(data, "type", "") or "text",
                 media=str_field(data, "media", ""),
@@ -95,6 +118,10 @@ def amojo_control_routes(state: AmojoState) -> list[Route]:
                 manager_id=str_field(data, "manager_id", ""),
                 reply_to=str_field(data, "reply_to", ""),
                 media_group_id=str_field(data, "media_group_id", ""),
+                template=_template(data),
+                kommo_chat_id=str_field(data, "kommo_chat_id", ""),
+                phone=str_field(data, "phone", ""),
+                source_external_id=str_field(data, "source_external_id", ""),
             )
         except NotFoundError as error:
             return JSONResponse({"error": str(error)}, status_code=404)

@@ -410,6 +410,23 @@ class CrmState:
         with self._lock:
             return self._new_contact(self._book(amojo_id), name, phone, email)
 
+    def write_first_contact(self, amojo_id: str, kommo_chat_id: str, phone: str) -> Contact:
+        """A manager writes first to `phone` (§9): the chat Kommo opens belongs to the contact with that
+        number (made if none has it). ASSUMPTION: the chat gets no lead of its own here; the client's first
+        answer makes the incoming lead, with this contact, as any chat's first message does (§4)."""
+        with self._lock:
+            book = self._book(amojo_id)
+            book.chats.add(kommo_chat_id)
+            wanted = _digits(phone)
+            contact = next(
+                (c for c in book.contacts.values() if any(_digits(p) == wanted for p in c.values(PHONE))), None
+            )
+            if contact is None:
+                contact = self._new_contact(book, phone, phone)
+            if kommo_chat_id not in book.links:
+                book.links[kommo_chat_id] = ChatLink(next(self._link_ids), kommo_chat_id, contact.id)
+            return contact
+
     def find_contacts(self, amojo_id: str, query: str = "") -> list[Contact]:
         """`GET /contacts?query=`: a name substring, an email (both case-insensitive) or a phone by its
         digits, so "+1 (555) 010-2030" and "15550102030" find each other. No query: every contact."""

@@ -57,6 +57,14 @@ def embedded(message: Message) -> dict[str, Any]:
     return out
 
 
+def rendered(template: dict[str, Any]) -> str:
+    """A chat template's text as the manager sent it: its content with each param's key replaced."""
+    text = str(template.get("content") or "")
+    for param in template.get("params") or []:
+        text = text.replace(str(param["key"]), str(param["value"]))
+    return text
+
+
 class AmojoState:
     """Everything the emulated amojo knows; inspectable in-process and over `/_emulator/…` routes.
 
@@ -274,6 +282,7 @@ class AmojoState:
                 return duplicate.response
             self._check_quote(scope_id, payload)
             if receiver is None:
+                self._bind_write_first_client(scope_id, payload.get("conversation_ref_id") or "", sender)
                 client = self.upsert_user(scope_id, sender)
                 sender_user, receiver_user, direction = client, None, "incoming"
             else:
@@ -315,6 +324,20 @@ class AmojoState:
             if direction == "incoming":
                 self._reach_crm(scope_id, chat, client, source_external_id, payload, message)
             return response
+
+    def _bind_write_first_client(self, scope_id: str, conversation_ref_id: str, sender: dict[str, Any]) -> None:
+        """§9: the first message into a chat a manager opened by write first names that chat
+        (`conversation_ref_id`) and its client (`sender.ref_id` = the hook's `receiver.id`); Kommo's user of
+        that client is the integration's `sender.id` from then on."""
+        chat = self._chats.get(conversation_ref_id) if conversation_ref_id else None
+        if chat is None or chat.scope_id != scope_id or chat.client.client_id:
+            return  # not a write-first chat waiting for its client (open_chat refuses a wrong one)
+        if sender.get("ref_id") != chat.client.id:
+            raise BadRequestError(
+                "payload.sender.ref_id must be the write-first chat's client (the hook's receiver.id)"
+            )
+        chat.client.client_id = sender["id"]
+        self._users[(scope_id, sender["id"])] = chat.client
 
     def _check_quote(self, scope_id: str, payload: dict[str, Any]) -> None:
         """§4: `reply_to` quotes a message of the same chat only (validated as {id} or {msgid} before)."""
@@ -404,8 +427,19 @@ class AmojoState:
         manager_id: str = "",
         reply_to: str = "",
         media_group_id: str = "",
+        template: dict[str, Any] | None = None,
+        kommo_chat_id: str = "",
+        phone: str = "",
+        source_external_id: str = "",
     ) -> HookResult:
         """A manager replies in Kommo: build the v2 message hook (§9), sign it, POST it once.
+
+        The chat is the conversation's (`conversation_id`, ours), or Kommo's chat `kommo_chat_id`, or, to
+        write first, the chat Kommo opens for `phone` (the client's chat through this channel when one
+        has that number). Until the integration binds such a chat (§4 `conversation_ref_id`), its hooks
+        carry no `conversation.client_id` and no `receiver.client_id`. `template` is a chat template the
+        manager picked, `{id, external_id, content, params[{key, value}]}`; the text is its content with
+        the params put in.
 
         The message is registered before the POST, so a delivery_status for its id succeeds even when
         the receiver reports it before answering the hook. `reply_to` (a Kommo message id of the same
@@ -414,7 +448,7 @@ class AmojoState:
         """
         if message_type not in HOOK_MESSAGE_TYPES:
             raise BadRequestError(f"hook message type must be one of {sorted(HOOK_MESSAGE_TYPES)}")
-        if message_type == "text" and not text:
+        if message_type == "text" and not (text or template):
             raise BadRequestError("a text message needs text")
         if message_type in MEDIA_HOOK_TYPES and not media:
             raise BadRequestError(f"a {message_type} message needs a media URL")
@@ -422,6 +456,8 @@ class AmojoState:
             raise BadRequestError("a sticker message needs a media URL or a sticker_id")
         if message_type in ("location", "contact") and not (location if message_type == "location" else contact):
             raise BadRequestError(f"a {message_type} message needs its {message_type} object")
+        if template is not None and not text:
+            text = rendered(template)
         with self._lock:
             connection = self.connection(scope_id)
             if connection is None:
@@ -429,9 +465,7 @@ class AmojoState:
             channel = self._channels[connection.channel_id]
             if not channel.hook_url:
                 raise BadRequestError(f"channel {channel.channel_id!r} has no hook URL")
-            chat = self.chat_for(scope_id, conversation_id)
-            if chat is None:
-                raise NotFoundError(f"no chat for conversation {conversation_id!r} in scope {scope_id!r}")
+            chat = self._manager_chat(scope_id, conversation_id, kommo_chat_id, phone, source_external_id)
             now_ms = int(self.now().timestamp() * 1000)
             sender = User(id=manager_id, name="Manager") if manager_id else self.manager
             body_message: dict[str, Any] = {"id": str(uuid.uuid4()), "type": message_type, "text": text}
@@ -445,16 +479,14 @@ class AmojoState:
                 body_message["contact"] = contact
             if media_group_id:
                 body_message["media_group_id"] = media_group_id
-            envelope: dict[str, Any] = {
-                "receiver": {
-                    "id": chat.client.id,
-                    "client_id": chat.client.client_id,
-                    "phone": chat.client.phone,
-                    "email": chat.client.email,
-                },
-                "sender": {"id": sender.id},
-                "conversation": {"id": chat.kommo_chat_id, "client_id": chat.conversation_id},
-            }
+            if template is not None:
+                body_message["template"] = template
+            receiver: dict[str, Any] = {"id": chat.client.id, "phone": chat.client.phone, "email": chat.client.email}
+            conversation: dict[str, Any] = {"id": chat.kommo_chat_id}
+            if chat.conversation_id:  # absent until a write-first chat is bound (§9)
+                receiver["client_id"] = chat.client.client_id
+                conversation["client_id"] = chat.conversation_id
+            envelope: dict[str, Any] = {"receiver": receiver, "sender": {"id": sender.id}, "conversation": conversation}
             if chat.source_external_id:
                 envelope["source"] = {"external_id": chat.source_external_id}
             envelope.update({"timestamp": now_ms // 1000, "msec_timestamp": now_ms, "message": body_message})
@@ -481,6 +513,32 @@ class AmojoState:
             )
             self._store(record)
         return await self.deliver_hook(scope_id, hook, record.kommo_msgid)
+
+    def _manager_chat(
+        self, scope_id: str, conversation_id: str, kommo_chat_id: str, phone: str, source_external_id: str
+    ) -> Chat:
+        """The chat a manager writes in (see `send_manager_message`); called under the lock."""
+        if conversation_id:
+            chat = self.chat_for(scope_id, conversation_id)
+            if chat is None:
+                raise NotFoundError(f"no chat for conversation {conversation_id!r} in scope {scope_id!r}")
+            return chat
+        if kommo_chat_id:
+            found = self._chats.get(kommo_chat_id)
+            if found is None or found.scope_id != scope_id:
+                raise NotFoundError(f"no chat {kommo_chat_id!r} in scope {scope_id!r}")
+            return found
+        wanted = "".join(c for c in phone if c.isdigit())
+        if not wanted:
+            raise BadRequestError("a manager message needs a conversation_id, a kommo_chat_id or a phone to write to")
+        for chat in self._chats.values():
+            if chat.scope_id == scope_id and "".join(c for c in chat.client.phone if c.isdigit()) == wanted:
+                return chat  # the client already has a chat through this channel
+        client = User(id=str(uuid.uuid4()), name=phone, phone=phone)
+        chat = Chat(str(uuid.uuid4()), scope_id, "", client, source_external_id, time.time())
+        self._chats[chat.kommo_chat_id] = chat
+        self.crm.write_first_contact(self._amojo_account(scope_id), chat.kommo_chat_id, phone)
+        return chat
 
     def edit_manager_message(self, kommo_msgid: str, text: str) -> tuple[str, dict[str, Any]]:
         """A manager changes a message written in Kommo: store the new text, return (scope_id, the

@@ -38,6 +38,15 @@ SIGNATURE_HEADER: Final = "X-Hub-Signature-256"
 SIGNATURE_PREFIX: Final = "sha256="
 VARIATION_SELECTOR: Final = "\ufe0f"
 CUSTOMER_SERVICE_WINDOW: Final = timedelta(hours=24)
+E164_DIGITS: Final = range(7, 16)
+"""How many digits a phone number in international form has (E.164: at most 15, the country code included)."""
+
+
+def wa_id_for_phone(phone: str) -> str | None:
+    """The `wa_id` WhatsApp names a client by, for a phone number written any way (`+55 11 9…`, `5511…`):
+    its digits, country code first. None when it cannot be an international number."""
+    digits = "".join(c for c in phone if c.isdigit())
+    return digits if len(digits) in E164_DIGITS else None
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -213,6 +222,10 @@ class WhatsAppAdapter:
 
     def media_limits(self, settings: Settings) -> MediaLimits:
         return whatsapp_media_limits()
+
+    def chat_for_phone(self, phone: str) -> str | None:
+        """A business writes first to a phone number; the client's webhooks then name them by this `wa_id`."""
+        return wa_id_for_phone(phone)
 
     async def templates(self, http: httpx.AsyncClient, base_url: str, token: str) -> list[events_pb2.PlatformTemplate]:
         """The business account's message templates as Kommo's chat templates keep them."""
