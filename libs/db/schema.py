@@ -29,6 +29,26 @@ def _created_at() -> Column[object]:
     return Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now())
 
 
+def _parking_lot(name: str, holder: str, holder_type: String, index: str, owner: str) -> Table:
+    """A parking lot (libs/bus/parking.py): messages held per `holder` in arrival order, re-published
+    in that order when the holder may go on. `message_type` is the bus's Bridge-Type header, restored
+    on release; `released_at` marks messages re-published but not yet done."""
+    return Table(
+        name,
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column(holder, holder_type, nullable=False),
+        Column("ordering_key", String(300), nullable=False),
+        Column("msg_id", String(300), nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("message_type", String(200), nullable=False, server_default=""),
+        _created_at(),
+        Column("released_at", DateTime(timezone=True), nullable=True),
+        Index(index, holder, "id"),
+        comment=f"owner: {owner}",
+    )
+
+
 # auth: every secret, encrypted with AES-256-GCM under the key named by key_id.
 secrets = Table(
     "secrets",
@@ -177,20 +197,7 @@ messages = Table(
 
 # router: client events of paused channels, parked in arrival order (libs/bus/parking.py) and
 # re-published in order when the channel is resumed; nothing of a paused channel is lost.
-held_inbound = Table(
-    "held_inbound",
-    metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("connection_id", String(64), nullable=False),
-    Column("ordering_key", String(300), nullable=False),
-    Column("msg_id", String(300), nullable=False),
-    Column("payload", LargeBinary, nullable=False),
-    Column("message_type", String(200), nullable=False, server_default=""),
-    _created_at(),
-    Column("released_at", DateTime(timezone=True), nullable=True),
-    Index("ix_held_inbound_connection", "connection_id", "id"),
-    comment="owner: router",
-)
+held_inbound = _parking_lot("held_inbound", "connection_id", String(64), "ix_held_inbound_connection", "router")
 
 # router: the items of a manager's album (hooks sharing media_group_id), each with its command for
 # messenger_sender, kept until the album is flushed as one send (services/router/albums.py).
@@ -211,20 +218,7 @@ album_items = Table(
 
 # router: a conversation's Kommo events that came while an album of it was pending, parked in arrival
 # order (libs/bus/parking.py) and re-published once the album is out, so nothing overtakes it.
-held_outbound = Table(
-    "held_outbound",
-    metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("conversation_id", String(64), nullable=False),
-    Column("ordering_key", String(300), nullable=False),
-    Column("msg_id", String(300), nullable=False),
-    Column("payload", LargeBinary, nullable=False),
-    Column("message_type", String(200), nullable=False, server_default=""),
-    _created_at(),
-    Column("released_at", DateTime(timezone=True), nullable=True),
-    Index("ix_held_outbound_conversation", "conversation_id", "id"),
-    comment="owner: router",
-)
+held_outbound = _parking_lot("held_outbound", "conversation_id", String(64), "ix_held_outbound_conversation", "router")
 
 # kommo_sender: client messages already accepted by amojo (idempotency of the Kommo hop).
 kommo_deliveries = Table(
@@ -240,21 +234,7 @@ kommo_deliveries = Table(
 
 # kommo_sender: messages of accounts that need re-authorisation, parked in arrival order so they do
 # not block other accounts' partitions; released (re-published) in order once the account is back.
-held_commands = Table(
-    "held_commands",
-    metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("scope_id", String(200), nullable=False),
-    Column("ordering_key", String(300), nullable=False),
-    Column("msg_id", String(300), nullable=False),
-    Column("payload", LargeBinary, nullable=False),
-    _created_at(),
-    Column("released_at", DateTime(timezone=True), nullable=True),
-    # The protobuf type (the bus's Bridge-Type header), restored when the message is re-published.
-    Column("message_type", String(200), nullable=False, server_default=""),
-    Index("ix_held_commands_scope", "scope_id", "id"),
-    comment="owner: kommo_sender",
-)
+held_commands = _parking_lot("held_commands", "scope_id", String(200), "ix_held_commands_scope", "kommo_sender")
 
 # kommo_sender: the Kommo source of each channel, as last created or updated through /api/v4/sources.
 kommo_sources = Table(
