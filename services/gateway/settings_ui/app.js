@@ -1379,33 +1379,29 @@ function openWhatsAppDialog() {
   fields.phone_number_id.input.focus();
 }
 
-function openRemoveDialog(card) {
+// A question the admin confirms or declines: `keep` is focused (the safe choice), `confirm` runs `act`,
+// which returns what to do once the dialog is closed; a failure is shown in the dialog.
+function confirmDialog({ name, art, title, body, labels, confirmClass, role, act }) {
   const opener = document.activeElement;
-  const channel = card.channel;
-  const ids = { title: nextId("remove-title"), text: nextId("remove-text") };
-  const keep = h("button", { class: "btn btn-secondary", type: "button", autofocus: true }, t("remove.keep"));
+  const ids = { title: nextId(`${name}-title`), text: nextId(`${name}-text`) };
+  const keep = h("button", { class: "btn btn-secondary", type: "button", autofocus: true }, labels.keep);
   const confirm = h(
     "button",
-    { class: "btn btn-danger", type: "submit" },
+    { class: `btn ${confirmClass}`, type: "submit" },
     spinner(),
-    h("span", { class: "btn-label", text: t("remove.confirm") }),
+    h("span", { class: "btn-label", text: labels.confirm }),
   );
   const error = h("div", { class: "form-error", role: "alert", hidden: true });
   const form = h(
     "form",
     { class: "modal-body", method: "dialog" },
-    h(
-      "div",
-      { class: "modal-head" },
-      h("span", { class: "danger-art" }, icon("trash")),
-      h("h2", { class: "modal-title", id: ids.title, text: t("remove.title", { name: channel.name }) }),
-    ),
-    h("p", { class: "modal-text", id: ids.text, text: t("remove.text") }),
+    h("div", { class: "modal-head" }, art, h("h2", { class: "modal-title", id: ids.title, text: title })),
+    body(ids.text),
     error,
     h("div", { class: "modal-foot" }, keep, confirm),
   );
   const el = dialog(ids.title, ids.text, form);
-  el.setAttribute("role", "alertdialog");
+  if (role) el.setAttribute("role", role);
   keep.addEventListener("click", () => closeDialog(el, opener));
   el.addEventListener("cancel", (event) => {
     event.preventDefault();
@@ -1413,14 +1409,12 @@ function openRemoveDialog(card) {
   });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    setBusy(confirm, true, t("remove.removing"));
+    setBusy(confirm, true, labels.busy);
     keep.disabled = true;
     try {
-      const { channel: removed } = await api("DELETE", `channels/${encodeURIComponent(channel.id)}`);
+      const after = await act();
       closeDialog(el);
-      replaceChannel(removed);
-      toast(t("remove.done", { name: channel.name }));
-      state.view.addButton.focus();
+      after();
     } catch (failure) {
       if (isSessionError(failure)) {
         closeDialog(el);
@@ -1436,67 +1430,53 @@ function openRemoveDialog(card) {
   keep.focus();
 }
 
-function openPauseDialog(card) {
-  const opener = document.activeElement;
+function openRemoveDialog(card) {
   const channel = card.channel;
-  const ids = { title: nextId("pause-title"), text: nextId("pause-text") };
-  const keep = h("button", { class: "btn btn-secondary", type: "button", autofocus: true }, t("pause.keep"));
-  const confirm = h(
-    "button",
-    { class: "btn btn-primary", type: "submit" },
-    spinner(),
-    h("span", { class: "btn-label", text: t("pause.confirm") }),
-  );
-  const error = h("div", { class: "form-error", role: "alert", hidden: true });
-  const form = h(
-    "form",
-    { class: "modal-body", method: "dialog" },
-    h(
-      "div",
-      { class: "modal-head" },
-      h("span", { class: "pause-art" }, icon("pause")),
-      h("h2", { class: "modal-title", id: ids.title, text: t("pause.title", { name: channel.name }) }),
-    ),
-    h(
-      "ul",
-      { class: "pause-facts", id: ids.text },
-      h("li", {}, icon("check", "icon-sm"), h("span", { text: t("pause.factHeld") })),
-      h("li", {}, icon("close", "icon-sm"), h("span", { text: t("pause.factReplies") })),
-      h("li", {}, icon("play", "icon-sm"), h("span", { text: t("pause.factResume") })),
-    ),
-    error,
-    h("div", { class: "modal-foot" }, keep, confirm),
-  );
-  const el = dialog(ids.title, ids.text, form);
-  keep.addEventListener("click", () => closeDialog(el, opener));
-  el.addEventListener("cancel", (event) => {
-    event.preventDefault();
-    closeDialog(el, opener);
+  confirmDialog({
+    name: "remove",
+    art: h("span", { class: "danger-art" }, icon("trash")),
+    title: t("remove.title", { name: channel.name }),
+    body: (id) => h("p", { class: "modal-text", id, text: t("remove.text") }),
+    labels: { keep: t("remove.keep"), confirm: t("remove.confirm"), busy: t("remove.removing") },
+    confirmClass: "btn-danger",
+    role: "alertdialog",
+    act: async () => {
+      const { channel: removed } = await api("DELETE", `channels/${encodeURIComponent(channel.id)}`);
+      return () => {
+        replaceChannel(removed);
+        toast(t("remove.done", { name: channel.name }));
+        state.view.addButton.focus();
+      };
+    },
   });
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    setBusy(confirm, true, t("pause.pausing"));
-    keep.disabled = true;
-    try {
+}
+
+function openPauseDialog(card) {
+  const channel = card.channel;
+  confirmDialog({
+    name: "pause",
+    art: h("span", { class: "pause-art" }, icon("pause")),
+    title: t("pause.title", { name: channel.name }),
+    body: (id) =>
+      h(
+        "ul",
+        { class: "pause-facts", id },
+        h("li", {}, icon("check", "icon-sm"), h("span", { text: t("pause.factHeld") })),
+        h("li", {}, icon("close", "icon-sm"), h("span", { text: t("pause.factReplies") })),
+        h("li", {}, icon("play", "icon-sm"), h("span", { text: t("pause.factResume") })),
+      ),
+    labels: { keep: t("pause.keep"), confirm: t("pause.confirm"), busy: t("pause.pausing") },
+    confirmClass: "btn-primary",
+    act: async () => {
       const { channel: paused } = await api("POST", `channels/${encodeURIComponent(channel.id)}/pause`);
-      closeDialog(el);
-      replaceChannel(paused);
-      toast(t("pause.done", { name: paused.name }));
-      const again = state.cards.get(paused.id);
-      if (again) again.pauseButton.focus();
-    } catch (failure) {
-      if (isSessionError(failure)) {
-        closeDialog(el);
-        return signedOut(failure);
-      }
-      setBusy(confirm, false);
-      keep.disabled = false;
-      error.replaceChildren(icon("alert", "icon-sm"), h("span", { text: errorText(failure) }));
-      error.hidden = false;
-    }
+      return () => {
+        replaceChannel(paused);
+        toast(t("pause.done", { name: paused.name }));
+        const again = state.cards.get(paused.id);
+        if (again) again.pauseButton.focus();
+      };
+    },
   });
-  el.showModal();
-  keep.focus();
 }
 
 // --- whole-page states ----------------------------------------------------------------------------
