@@ -208,6 +208,12 @@ async def test_a_url_telegram_cannot_fetch_falls_back_to_an_upload(world: World)
 
     [record] = world.uploads()
     assert sent_as(record, pdf) == ("sendDocument", "upload", "terms.pdf", 400, "application/pdf")
+
+    # The emulator records a download once its response is over, which may be just after the upload.
+    async def downloads_recorded() -> bool:
+        return len(await world.kommo_downloads()) >= 2
+
+    await wait_for(downloads_recorded, timeout=10, interval=0.01, what="both downloads recorded")
     assert [r["status"] for r in await world.kommo_downloads()] == [404, 200]
 
 
