@@ -7,6 +7,8 @@ so the figures are the bridge's own and not Telegram's).
   hook); latency = hook sent → message accepted by the Telegram emulator.
 - gateway: webhooks/s the gateway answers (verify + publish + PubAck) beside a bare Starlette
   endpoint, same client, same run.
+- whatsapp (bench/whatsapp.py, skipped with BENCH_WHATSAPP=0): managers' messages to WhatsApp clients
+  through one number, the emulator keeping Meta's 80 messages/s and pair rate, the bridge pacing itself.
 - media (bench/media.py, skipped with BENCH_MEDIA=0): a 100 MB client file into Kommo through the
   gateway's signed link, with the services' peak resident memory during the transfer; then
   (bench/media_outbound.py) a 100 MB manager file streamed from Kommo's URL to Telegram, measured alike.
@@ -34,6 +36,8 @@ from bench.media import report as media_report
 from bench.media import run_media
 from bench.media_outbound import report as media_outbound_report
 from bench.media_outbound import run_media_outbound
+from bench.whatsapp import report as whatsapp_report
+from bench.whatsapp import run_whatsapp
 from libs.devstack.embedded import EmbeddedNats, EmbeddedPostgres, free_port, wait_for_port
 from libs.devstack.stack import Stack
 from tests.e2e.sandbox import Sandbox
@@ -42,6 +46,7 @@ CLIENTS = int(os.environ.get("BENCH_CLIENTS", "40"))
 PER_CLIENT = int(os.environ.get("BENCH_PER_CLIENT", "25"))
 GATEWAY_REQUESTS = int(os.environ.get("BENCH_GATEWAY_REQUESTS", "3000"))
 MEDIA = os.environ.get("BENCH_MEDIA", "1") != "0"
+WHATSAPP = os.environ.get("BENCH_WHATSAPP", "1") != "0"
 CONCURRENCY = 40  # Telegram's default max_connections
 
 
@@ -264,6 +269,9 @@ def main() -> None:
             print(f"running: {CLIENTS} clients × {PER_CLIENT} messages each way, then the gateway…", flush=True)
             results = asyncio.run(run(stack, bare_port))
             stack.stop()
+            if WHATSAPP:
+                print("whatsapp: managers' messages through one number at Meta's limits…", flush=True)
+                results["whatsapp"] = run_whatsapp(data, postgres, nats)
             if MEDIA:
                 print("media: a client file through the gateway's signed link…", flush=True)
                 results["media"] = run_media(data, postgres, nats)
@@ -277,6 +285,9 @@ def main() -> None:
             postgres.stop()
     print()
     print(report(results))
+    if "whatsapp" in results:
+        print()
+        print(whatsapp_report(results["whatsapp"]))
     if "media" in results:
         print()
         print(media_report(results["media"]))

@@ -78,6 +78,15 @@ class Settings(BaseSettings):
 
     telegram_api_url: str = "https://api.telegram.org"
     whatsapp_graph_url: str = "https://graph.facebook.com/v23.0"
+    # WhatsApp's sending limits, kept per number by every messenger_sender replica together
+    # (libs/messengers/whatsapp/pacing.py): messages per second from one number (80 by default, up to
+    # 1000 once Meta upgrades it), and to one client (about one per 6 s, with a burst allowed).
+    whatsapp_send_rate: float = Field(80.0, gt=0, le=1000)
+    whatsapp_pair_rate: float = Field(1 / 6, gt=0, le=1000)
+    whatsapp_pair_burst: int = Field(45, ge=1, le=1000)
+    # Numbers whose rate differs from whatsapp_send_rate (Meta upgrades numbers one by one):
+    # `<phone_number_id>=<messages per second>,…`.
+    whatsapp_send_rate_overrides: str = ""
     viber_api_url: str = "https://chatapi.viber.com/pa"
     wechat_api_url: str = "https://api.weixin.qq.com"
     # A self-hosted telegram-bot-api server in --local mode: downloads have no size limit and uploads
@@ -134,6 +143,17 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("whatsapp_send_rate_overrides")
+    @classmethod
+    def _send_rate_overrides_form(cls, value: str) -> str:
+        parse_number_rates(value)
+        return value
+
+    @property
+    def whatsapp_number_rates(self) -> dict[str, float]:
+        """Each overridden number's messages per second, by phone_number_id."""
+        return parse_number_rates(self.whatsapp_send_rate_overrides)
+
     @cached_property
     def keyring(self) -> list[tuple[str, bytes]]:
         return parse_master_keys(self.master_keys.get_secret_value())
@@ -161,6 +181,21 @@ class Settings(BaseSettings):
                 missing.append(f"BRIDGE_{name.upper()}")
         if missing:
             raise ConfigError(f"{', '.join(missing)} must be set")
+
+
+def parse_number_rates(value: str) -> dict[str, float]:
+    """`<phone_number_id>=<rate>,…` (ids are digits, rates above 0 and at most 1000) into a dict."""
+    rates: dict[str, float] = {}
+    for part in filter(None, (item.strip() for item in value.split(","))):
+        number, _, rate = part.partition("=")
+        try:
+            per_second = float(rate)
+        except ValueError:
+            per_second = 0.0
+        if not number.strip().isdigit() or not 0 < per_second <= 1000:
+            raise ValueError("must be <phone_number_id>=<messages per second, up to 1000>, comma-separated")
+        rates[number.strip()] = per_second
+    return rates
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -73,6 +73,9 @@ WINDOW_CLOSED: Final = "window_closed"
 RECIPIENT_UNDELIVERABLE: Final = "recipient_undeliverable"
 TEMPLATE_REFUSED: Final = "template_refused"
 EDIT_UNSUPPORTED: Final = "edit_unsupported"
+TEMPLATE_HEADER_MEDIA_MISSING: Final = "template_header_media_missing"
+SENDING_LIMITED: Final = "sending_limited"
+CHOICES_UNSUPPORTED: Final = "choices_unsupported"
 
 _REASONS = (
     # 901: the client cannot be reached any more.
@@ -206,6 +209,16 @@ _REASONS = (
         pt="Não entregue: o {platform} recusou a mensagem ({detail}).",
     ),
     Reason(
+        SENDING_LIMITED,
+        KommoErrorCode.OTHER,
+        en="Not delivered: {platform} held it back for its sending limits (too many messages in a short time). "
+        "Wait a minute, then send it again.",
+        es="No entregado: {platform} lo retuvo por sus límites de envío (demasiados mensajes en poco tiempo). "
+        "Espera un minuto y envíalo de nuevo.",
+        pt="Não entregue: o {platform} reteve a mensagem pelos limites de envio (mensagens demais em pouco "
+        "tempo). Espere um minuto e envie de novo.",
+    ),
+    Reason(
         TEXT_TOO_LONG,
         KommoErrorCode.OTHER,
         en="Not sent: the message is longer than {platform} allows ({limit} characters). Split it into shorter "
@@ -268,6 +281,16 @@ _REASONS = (
         pt="Não enviado: o {platform} recusou o modelo ({detail}). Confira o modelo e seus parâmetros e envie de novo.",
     ),
     Reason(
+        TEMPLATE_HEADER_MEDIA_MISSING,
+        KommoErrorCode.OTHER,
+        en="Not sent: the {platform} template {name} starts with a {kind} and no file came with it. Attach the "
+        "{kind} to the template message, then send again.",
+        es="No enviado: la plantilla {name} de {platform} empieza con un archivo ({kind}) y no se adjuntó ninguno. "
+        "Adjunta el archivo al mensaje de plantilla y envíalo de nuevo.",
+        pt="Não enviado: o modelo {name} do {platform} começa com um arquivo ({kind}) e nenhum foi anexado. Anexe o "
+        "arquivo à mensagem de modelo e envie de novo.",
+    ),
+    Reason(
         EDIT_UNSUPPORTED,
         KommoErrorCode.OTHER,
         en="Not changed: {platform} does not let a business edit a message already sent. Send the correction as a "
@@ -283,6 +306,16 @@ _REASONS = (
         en="Not delivered. Send the message again; if it fails again, contact your Messenger Bridge support.",
         es="No entregado. Envía el mensaje de nuevo; si vuelve a fallar, contacta con el soporte de Messenger Bridge.",
         pt="Não entregue. Envie a mensagem de novo; se falhar outra vez, fale com o suporte do Messenger Bridge.",
+    ),
+    Reason(
+        CHOICES_UNSUPPORTED,
+        KommoErrorCode.OTHER,
+        en="Not sent: {platform} cannot show these options ({detail}). Shorten the buttons or the list, then send "
+        "again.",
+        es="No enviado: {platform} no puede mostrar estas opciones ({detail}). Acorta los botones o la lista y "
+        "envíalo de nuevo.",
+        pt="Não enviado: o {platform} não consegue mostrar estas opções ({detail}). Encurte os botões ou a lista e "
+        "envie de novo.",
     ),
 )
 REASONS: Final[Mapping[str, Reason]] = {reason.key: reason for reason in _REASONS}

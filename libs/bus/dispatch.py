@@ -23,6 +23,10 @@ class Dispatcher:
         # Messages published before the type header existed (or re-published raw) are of this type.
         self._untyped = untyped.DESCRIPTOR.full_name if untyped is not None else ""
 
+    def add(self, message_type: type[ProtoMessage], handler: Handler) -> None:
+        """One more route, for a handler that can only be made once the service's clients exist."""
+        self._routes[message_type.DESCRIPTOR.full_name] = handler
+
     async def __call__(self, delivery: Delivery) -> None:
         name = delivery.headers.get(TYPE_HEADER) or self._untyped
         handler = self._routes.get(name)

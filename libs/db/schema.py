@@ -172,6 +172,22 @@ conversations = Table(
     comment="owner: router",
 )
 
+# router: every id a platform names a client by (WhatsApp: phone number and business-scoped user id), mapped
+# to the one chat id their conversation was opened with; `phone` / `platform_user_id` are the client's
+# current ones (the same on every row of a chat), where a manager's reply goes (services/router/identities.py).
+client_identities = Table(
+    "client_identities",
+    metadata,
+    Column("connection_id", String(64), primary_key=True),
+    Column("alias", String(200), primary_key=True),
+    Column("chat_id", String(200), nullable=False),
+    Column("phone", String(64), nullable=False, server_default=""),
+    Column("platform_user_id", String(200), nullable=False, server_default=""),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_client_identities_chat", "connection_id", "chat_id"),
+    comment="owner: router",
+)
+
 # router: every message carried, both directions; dedup_key makes platform retries and bus
 # redeliveries harmless beyond JetStream's duplicate window.
 messages = Table(
@@ -334,4 +350,34 @@ gateway_spool = Table(
     Column("message_type", String(200), nullable=False, server_default=""),
     Index("ix_gateway_spool_ordering_key", "ordering_key"),
     comment="owner: gateway",
+)
+
+# router: Kommo chat templates (type waba) a user asked to have reviewed, each paired with the template
+# submitted for it to Meta (services/router/template_reviews.py): Meta's verdict is written back to that
+# review, the same request twice submits once, and the periodic sync never mirrors it a second time.
+template_reviews = Table(
+    "template_reviews",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("account_id", String(64), nullable=False),
+    Column("kommo_template_id", BigInteger, nullable=False),
+    Column("review_id", BigInteger, nullable=False),
+    Column("connection_id", String(64), nullable=False, server_default=""),
+    Column("waba_id", String(64), nullable=False, server_default=""),
+    Column("meta_name", String(512), nullable=False, server_default=""),
+    Column("language", String(16), nullable=False, server_default=""),
+    Column("meta_template_id", String(64), nullable=False, server_default=""),
+    Column("external_key", String(200), nullable=False, server_default=""),
+    # submitting → pending (Meta has it) → approved / rejected / paused; reported_status is Kommo's copy.
+    Column("status", String(16), nullable=False, server_default="submitting"),
+    Column("reject_reason", Text, nullable=False, server_default=""),
+    Column("reported_status", String(16), nullable=False, server_default=""),
+    # Kommo's markers in the order of Meta's placeholders, per component ({"header": [...], "body": [...],
+    # "button1": [...]}): a manager's message of this template is sent with its values in that order.
+    Column("markers", JSONB, nullable=False, server_default="{}"),
+    _created_at(),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("account_id", "kommo_template_id", "review_id", name="uq_template_reviews_review"),
+    Index("ix_template_reviews_meta", "waba_id", "meta_name", "language"),
+    comment="owner: router",
 )

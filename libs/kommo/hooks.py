@@ -2,7 +2,8 @@
 
 Kommo sends each hook once and never retries, so the gateway must decide fast and precisely: a message
 hook becomes a `KommoOutboundMessage`, a reaction hook a `KommoReaction`, a typing hook a `KommoTyping`;
-anything malformed raises `BadRequestError` saying what is wrong. The signature is checked by the caller
+anything malformed raises `BadRequestError` saying what is wrong. A message's buttons or Salesbot list
+(`markup`) travel with its text as `Text.choices` (see `markup`). The signature is checked by the caller
 (`signing.verify_hook_signature`) before parsing.
 """
 
@@ -15,6 +16,8 @@ from typing import Any, Final
 from kommo_bridge.events.v1 import content_pb2, events_pb2
 
 from libs.errors import BadRequestError
+from libs.kommo.markup import parse_markup
+from libs.messengers.choices import with_choice_lines
 
 _MEDIA_KINDS: Final[dict[str, content_pb2.MediaKind.ValueType]] = {
     "picture": content_pb2.MEDIA_KIND_PICTURE,
@@ -201,28 +204,39 @@ def _template(template: dict[str, Any], text: str) -> content_pb2.Content:
     )
 
 
+def _media(message: dict[str, Any], message_type: str, caption: str) -> content_pb2.Media:
+    where = "message.message"
+    return content_pb2.Media(
+        kind=_MEDIA_KINDS[message_type],
+        file_ref=_required_str(message, "media", where),
+        file_name=_optional_str(message, "file_name", where),
+        size=_optional_int(message, "file_size", where),
+        caption=caption,
+        duration_s=_optional_int(message, "media_duration", where),
+    )
+
+
 def _content(message: dict[str, Any], message_type: str) -> content_pb2.Content:
     where = "message.message"
     text = _optional_str(message, "text", where)
     template = _optional_object(message, "template", where)
     if template and template.get("external_id"):  # a template of ours (Kommo's own have no external_id)
-        return _template(template, text)
+        content = _template(template, text)
+        if message_type in _MEDIA_KINDS and _optional_str(message, "media", where):
+            # The file of a template with a media header comes as the hook's own `media`.
+            content.template.header_media.CopyFrom(_media(message, message_type, ""))
+        return content
+    markup = parse_markup(message.get("markup"), f"{where}.markup")
     if message_type == "text":
-        if not text:
+        # A Salesbot's list carries its message as the list's `body`.
+        body = (markup.list_body if markup else "") or text
+        if not body:
             raise BadRequestError("chat hook: a text message without message.message.text")
-        return content_pb2.Content(text=content_pb2.Text(body=text))
+        return content_pb2.Content(text=content_pb2.Text(body=body, choices=markup.choices if markup else None))
     if message_type in _MEDIA_KINDS:
-        media_url = _required_str(message, "media", where)
-        return content_pb2.Content(
-            media=content_pb2.Media(
-                kind=_MEDIA_KINDS[message_type],
-                file_ref=media_url,
-                file_name=_optional_str(message, "file_name", where),
-                size=_optional_int(message, "file_size", where),
-                caption=text,
-                duration_s=_optional_int(message, "media_duration", where),
-            )
-        )
+        # A file cannot carry buttons everywhere: its options follow in the caption, so none is lost.
+        caption = with_choice_lines(text, markup.choices) if markup else text
+        return content_pb2.Content(media=_media(message, message_type, caption))
     if message_type == "sticker":
         media_url = _optional_str(message, "media", where) or _optional_str(message, "sticker_id", where)
         if not media_url:

@@ -86,6 +86,8 @@ class MessageBody:
     location: tuple[float, float] | None = None
     contact: tuple[str, str] | None = None
     media_group_id: str = ""
+    # The id of the button or list row a client chose (§4 `callback_data`; its title is the text).
+    callback_data: str = ""
 
     def __post_init__(self) -> None:
         if self.type not in MESSAGE_TYPES:
@@ -132,6 +134,8 @@ class MessageBody:
             out["contact"] = {"name": name, "phone": phone}
         if self.media_group_id:
             out["media_group_id"] = self.media_group_id
+        if self.callback_data:
+            out["callback_data"] = self.callback_data
         return out
 
 
@@ -240,7 +244,9 @@ class EditMessage:
 
 @dataclass(frozen=True)
 class Reaction:
-    """A `/react` body (§8): our client (`user.id`) adds or takes back `emoji` on a message."""
+    """A `/react` body (§8): our client (`user.id`) adds or takes back `emoji` on a message. amojo requires
+    the emoji to react only: a platform that takes a reaction back without naming it (WhatsApp's empty
+    `reaction.emoji`) unreacts with none."""
 
     conversation_id: str
     target: EmbeddedMessage
@@ -251,18 +257,19 @@ class Reaction:
     def __post_init__(self) -> None:
         if not self.conversation_id or not self.user_id:
             raise BadRequestError("a reaction needs a conversation_id and a user id")
-        if not self.emoji:
+        if not self.emoji and not self.removed:
             raise BadRequestError("a reaction needs an emoji")
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "conversation_id": self.conversation_id,
             **self.target.to_json(),
             "user": {"id": self.user_id},
             "type": "unreact" if self.removed else "react",
-            # Required to react; on unreact it says which of the user's reactions goes.
-            "emoji": self.emoji,
         }
+        if self.emoji:  # required to react; on unreact it says which of the user's reactions goes
+            body["emoji"] = self.emoji
+        return body
 
 
 _KIND_TO_TYPE: Final[dict[int, str]] = {
@@ -303,7 +310,7 @@ def content_to_message_body(content: content_pb2.Content) -> MessageBody:
     if kind == "text":
         if not content.text.body:
             raise BadRequestError("empty text: nothing to send to Kommo")
-        return MessageBody(type="text", text=content.text.body)
+        return MessageBody(type="text", text=content.text.body, callback_data=content.text.callback_data)
     if kind == "media":
         media = content.media
         if not media.file_ref:

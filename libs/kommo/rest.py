@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import httpx
 
-from libs.errors import RateLimitedError, RetryableError
+from libs.errors import NotFoundError, RateLimitedError, RetryableError
 from libs.kommo.oauth import DOMAIN_PLACEHOLDER, account_failure, validate_domain
 from libs.ratelimit import Limit, SharedRateLimiter
 
@@ -23,6 +23,7 @@ CONTACTS_PATH: Final = "/api/v4/contacts"
 CONTACT_CHATS_PATH: Final = "/api/v4/contacts/chats"
 PIPELINES_PATH: Final = "/api/v4/leads/pipelines"
 CHAT_TEMPLATES_PATH: Final = "/api/v4/chats/templates"
+WEBHOOKS_PATH: Final = "/api/v4/webhooks"
 GLOBAL_LIMIT_KEY: Final = "kommo-rest"
 """K-HTTP counts requests per calling IP: all accounts together, when the replicas share one egress."""
 MIN_PHONE_DIGITS: Final = 7
@@ -319,3 +320,21 @@ class KommoRestClient:
         body = {"status": status, "reject_reason": reject_reason}
         path = f"{CHAT_TEMPLATES_PATH}/{template_id}/review/{review_id}"
         await self._call("chat templates", account, "POST", path, body=body)
+
+    async def chat_template(self, account: AccountAccess, template_id: int) -> ChatTemplate | None:
+        """`GET …/{id}?with=reviews`: one chat template as Kommo has it; None when it has none of that id."""
+        params = httpx.QueryParams({"with": "reviews"})
+        path = f"{CHAT_TEMPLATES_PATH}/{template_id}"
+        try:
+            data = await self._call("chat templates", account, "GET", path, params=params)
+        except NotFoundError:
+            return None
+        return _chat_template(data) if data and isinstance(data.get("id"), int) else None
+
+    # -- account webhooks
+
+    async def subscribe_webhook(self, account: AccountAccess, destination: str, events: list[str]) -> None:
+        """`POST /api/v4/webhooks`: Kommo posts these account events (form-encoded) to `destination`; the
+        same destination subscribed again has its events replaced."""
+        body = {"destination": destination, "settings": events, "sort": 10}
+        await self._call("webhooks", account, "POST", WEBHOOKS_PATH, body=body)

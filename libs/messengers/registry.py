@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 from kommo_bridge.events.v1 import content_pb2, events_pb2
 
 from libs.config import Settings
 from libs.errors import NotFoundError
+from libs.ratelimit import SharedRateLimiter
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,31 @@ class MessageTemplates(Protocol):
         """The connected account's templates, as Kommo's chat templates keep them."""
 
 
+@dataclass(frozen=True)
+class SubmittedTemplate:
+    """A template the platform took for review: its id there, our key of it (Kommo's `external_id` form),
+    and its first verdict as a Kommo review status (`review` while the platform reviews it)."""
+
+    platform_template_id: str
+    external_id: str
+    review_status: str
+    # Kommo's markers in the order of the platform's placeholders, per component (`header`, `body`,
+    # `button<index>`): how a manager's message of this template maps its params.
+    markers: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+
+@runtime_checkable
+class TemplateSubmission(Protocol):
+    """What an adapter adds whose platform reviews templates a business writes (WhatsApp): Kommo's review
+    request of a chat template is submitted there."""
+
+    async def submit_template(
+        self, http: httpx.AsyncClient, base_url: str, token: str, template: events_pb2.PlatformTemplate, fallback: str
+    ) -> SubmittedTemplate:
+        """Submit the template (named after `template.name`, else `fallback`); PermanentError with the
+        platform's reason when it refuses it at once."""
+
+
 @runtime_checkable
 class WriteFirst(Protocol):
     """What an adapter of a platform where the business may start a conversation adds (WhatsApp, to a phone
@@ -217,6 +243,54 @@ class WriteFirst(Protocol):
     def chat_for_phone(self, phone: str) -> str | None:
         """The client's chat id (also their sender id) for a phone number, as the platform's webhooks will
         name them; None when `phone` is not a number the platform can write to."""
+
+
+@runtime_checkable
+class ClientAliases(Protocol):
+    """What an adapter adds whose clients go by more than one id, and whose number can change (WhatsApp: a
+    phone number and a business-scoped user id): the router keeps each client in one conversation
+    (services/router/identities.py)."""
+
+    def client_ids(self, event: events_pb2.InboundMessage) -> tuple[str, str]:
+        """The ids an event names its client by: its address (the phone number in the platform's form, or the
+        platform's user id when the event has no number) and the platform's stable user id ("" if none)."""
+
+
+@runtime_checkable
+class CompositeCredentials(Protocol):
+    """What an adapter adds whose stored credential holds more than the token the platform issues (WhatsApp:
+    `<phone_number_id>:<waba_id>:<access token>`): a new token replaces only that part."""
+
+    def renewed_credential(self, stored: str, token: str) -> str:
+        """The stored credential with `token` as its token."""
+
+
+@runtime_checkable
+class PacedSending(Protocol):
+    """What an adapter of a platform that limits how fast a sender may send adds (WhatsApp: messages per
+    second per number, and per client): a copy of itself whose sends wait their turn in limits kept by
+    `limiter`, shared by every replica (messenger_sender sends with it)."""
+
+    def paced(self, limiter: SharedRateLimiter, settings: Settings) -> MessengerAdapter: ...
+
+
+def paced(adapter: MessengerAdapter, limiter: SharedRateLimiter, settings: Settings) -> MessengerAdapter:
+    """The adapter messenger_sender sends with: paced where the platform limits sending, else as it is."""
+    return adapter.paced(limiter, settings) if isinstance(adapter, PacedSending) else adapter
+
+
+@runtime_checkable
+class WebhookAnswer(Protocol):
+    """What an adapter adds whose platform runs a method given as the answer to its webhook (Telegram: the
+    `answerCallbackQuery` that stops a tapped button's spinner): the gateway answers with it."""
+
+    def webhook_answer(self, events: Sequence[events_pb2.InboundMessage]) -> dict[str, Any] | None:
+        """The answer's JSON body for these events, or None for the usual `{"ok": true}`."""
+
+
+def webhook_answer(adapter: MessengerAdapter, events: Sequence[events_pb2.InboundMessage]) -> dict[str, Any] | None:
+    """What the gateway answers a verified, published webhook with, beyond `{"ok": true}`."""
+    return adapter.webhook_answer(events) if isinstance(adapter, WebhookAnswer) else None
 
 
 def write_first_chat(adapter: MessengerAdapter, phone: str) -> str | None:

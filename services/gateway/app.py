@@ -23,17 +23,20 @@ from starlette.types import Scope
 from libs.bus import Publisher, connect, ensure_streams
 from libs.config import Settings
 from libs.db import create_engine
+from libs.kommo.account_hooks import ROUTE_PREFIX
 from libs.media import MediaLinks
 from libs.rpc import open_channel
 from libs.runtime import mark_ready
 from services.gateway.credentials import GatewayCredentials
 from services.gateway.file_sizes import FileSizes
 from services.gateway.installs import Installs
+from services.gateway.kommo_account_hooks import KommoAccountHooks
 from services.gateway.media import MediaDownloads
 from services.gateway.settings_access import SettingsAccess
 from services.gateway.settings_api import SettingsApi
 from services.gateway.spool import HookSpool
 from services.gateway.webhooks import Webhooks
+from services.gateway.whatsapp_app import BusinessAccounts, WhatsAppAppWebhooks
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,10 @@ log = logging.getLogger(__name__)
 # version derived from their content, so browsers keep them until a release changes them.
 SETTINGS_UI = Path(__file__).with_name("settings_ui")
 KOMMO_DOMAINS = ("kommo.com", "amocrm.com", "amocrm.ru")
+KEEP_ALIVE_S = 120
+"""How long an idle client connection is kept: longer than common HTTP clients keep one (httpx 5 s, Go
+90 s), so the client always lets it go first. With uvicorn's default of 5 s, a sender reusing a
+connection just as the gateway closes it gets a reset, and Kommo never resends a chat hook."""
 
 
 class SettingsStatic(StaticFiles):
@@ -85,6 +92,8 @@ def create_app(
     media: MediaDownloads,
     *,
     kommo_domains: tuple[str, ...] = KOMMO_DOMAINS,
+    whatsapp_app: WhatsAppAppWebhooks | None = None,
+    kommo_account_hooks: KommoAccountHooks | None = None,
 ) -> Starlette:
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True})
@@ -120,6 +129,19 @@ def create_app(
             Route("/settings/api/channels/{channel_id}/{action}", settings_api.channel_action, methods=["POST"]),
             Route("/settings/api/health", settings_api.health, methods=["GET"]),
             Route("/webhooks/kommo/{scope_id}", webhooks.kommo, methods=["POST"]),
+            *(
+                [
+                    Route("/webhooks/whatsapp", whatsapp_app.receive, methods=["POST"]),
+                    Route("/webhooks/whatsapp", whatsapp_app.check, methods=["GET"]),
+                ]
+                if whatsapp_app is not None
+                else []
+            ),
+            *(
+                [Route(f"{ROUTE_PREFIX}/{{scope_id}}/{{token}}", kommo_account_hooks.receive, methods=["POST"])]
+                if kommo_account_hooks is not None
+                else []
+            ),
             Route("/webhooks/{platform}/{connection_id}", webhooks.messenger, methods=["POST"]),
             Route("/webhooks/{platform}/{connection_id}", webhooks.messenger_check, methods=["GET"]),
             Route("/media/v1/{token}/{name}", media.serve, methods=["GET", "HEAD"]),
@@ -145,8 +167,11 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     # Files stream through in bounded chunks; the read timeout applies per chunk, not to the whole file.
     media_http = httpx.AsyncClient(timeout=settings.http_timeout_s)
     media = MediaDownloads(MediaLinks.from_settings(settings), credentials, media_http, settings)
+    webhooks = Webhooks(credentials, publisher, spool, nc, FileSizes(credentials, media_http, settings))
+    router = router_pb2_grpc.RouterServiceStub(router_channel)
+    whatsapp_app = WhatsAppAppWebhooks(webhooks, BusinessAccounts(router, credentials), credentials)
     app = create_app(
-        Webhooks(credentials, publisher, spool, nc, FileSizes(credentials, media_http, settings)),
+        webhooks,
         Installs(auth),
         access,
         settings_api,
@@ -154,6 +179,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         spool,
         media,
         kommo_domains=settings.kommo_domains,
+        whatsapp_app=whatsapp_app,
+        kommo_account_hooks=KommoAccountHooks(webhooks, credentials, publisher),
     )
 
     config = uvicorn.Config(
@@ -163,6 +190,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         log_config=None,
         access_log=False,
         lifespan="off",
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
     server = uvicorn.Server(config)
     spool.start()

@@ -254,7 +254,8 @@ class SettingsApi:
 
     async def channel_action(self, request: Request) -> Response:
         """`POST /settings/api/channels/{id}/{pause|resume|token|webhook}`: pause or resume the channel,
-        give it a new token `{"token"}` (the same bot's, checked live), register its webhook again."""
+        give it a new token `{"token"}` (the same bot's, checked live; WhatsApp: the new access token, and
+        optionally `"app_secret"`, for the same number), register its webhook again."""
         action = request.path_params["action"]
         try:
             if action not in CHANNEL_ACTIONS:
@@ -271,12 +272,17 @@ class SettingsApi:
                     self._router.ResumeChannel, router_pb2.ResumeChannelRequest(connection_id=connection_id)
                 )
             elif action == "token":
-                token = (await json_body(request)).get("token")
+                data = await json_body(request)
+                token, app_secret = data.get("token"), data.get("app_secret", "")
                 if not isinstance(token, str) or not token.strip():
-                    raise BadRequestError("paste the bot's new token", code="token_missing")
+                    raise BadRequestError("paste the new token", code="token_missing")
+                if not isinstance(app_secret, str):
+                    raise BadRequestError("app_secret must be a string", code="invalid_app_secret")
                 connection = await call(
                     self._router.ReplaceChannelToken,
-                    router_pb2.ReplaceChannelTokenRequest(connection_id=connection_id, token=token.strip()),
+                    router_pb2.ReplaceChannelTokenRequest(
+                        connection_id=connection_id, token=token.strip(), app_secret=app_secret.strip()
+                    ),
                     deadline_s=CONNECT_DEADLINE_S,
                 )
             else:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 
 from google.protobuf.message import Message as ProtoMessage
+from kommo_bridge.events.v1 import events_pb2
 from nats.aio.client import Client as NATS
 from opentelemetry.trace import SpanKind
 from starlette.requests import Request
@@ -28,7 +29,7 @@ from libs.errors import (
 )
 from libs.kommo.hooks import hook_msg_id, parse_hook
 from libs.kommo.signing import verify_hook_signature
-from libs.messengers.registry import MessengerAdapter, adapter_named
+from libs.messengers.registry import MessengerAdapter, adapter_named, webhook_answer
 from libs.observability import HOP_SECONDS, WEBHOOKS, service_name, tracer
 from services.gateway.credentials import GatewayCredentials
 from services.gateway.file_sizes import FileSizes
@@ -94,6 +95,13 @@ class Webhooks:
         """POST /webhooks/kommo/{scope_id}: a manager's message from Kommo, sent once and never retried."""
         return await self._observed("kommo", self._kommo(request))
 
+    async def observed(self, platform: str, handling: Awaitable[Response]) -> Response:
+        """`handling`'s answer, counted and timed like every webhook's."""
+        return await self._observed(platform, handling)
+
+    def log_refusal(self, message: str, exc: BridgeError, **context: str) -> None:
+        self._log_refusal(message, exc, **context)
+
     @staticmethod
     async def _observed(platform: str, handling: Awaitable[Response]) -> Response:
         """Count and time the answer; the span is the root of the message's trace across services."""
@@ -110,35 +118,48 @@ class Webhooks:
         try:
             adapter = adapter_named(request.path_params["platform"])
             body = await read_body(request)
-            await self._verify(adapter, request, body, connection_id)
+            await self.verify_messenger(adapter, request.headers, body, connection_id)
             events = adapter.parse_webhook(body, connection_id)
             if not events:
                 return JSONResponse({"ok": True, "ignored": True})
-            if self._file_sizes is not None:
-                await self._file_sizes.fill(adapter, connection_id, events)
             # Platforms retry until they get a 2xx, so a bus failure answers 503 and nothing is lost; the
             # events published before it are deduplicated by their ids when the request comes again.
-            for event in events:
-                await self._publisher.publish(Stream.INBOUND, f"{connection_id}:{event.chat_id}", event, event.event_id)
+            await self.publish_inbound(adapter, connection_id, events)
         except BridgeError as exc:
             self._log_refusal("messenger webhook refused", exc, connection_id=connection_id)
             return error_response(exc)
-        return JSONResponse({"ok": True})
+        # Some platforms run a method given as the answer (Telegram: stop a tapped button's spinner).
+        return JSONResponse(webhook_answer(adapter, events) or {"ok": True})
 
-    async def _verify(self, adapter: MessengerAdapter, request: Request, body: bytes, connection_id: str) -> None:
-        """Against the cached secret; on a mismatch, once more against the stored one (an admin may have
-        just given the bot a new token, which registers a new secret), at most every few seconds."""
+    async def publish_inbound(
+        self, adapter: MessengerAdapter, connection_id: str, events: list[events_pb2.InboundMessage]
+    ) -> None:
+        """Publish a connection's verified events (sizes of clients' files filled in first), in order."""
+        if self._file_sizes is not None:
+            await self._file_sizes.fill(adapter, connection_id, events)
+        for event in events:
+            # A client's stable platform id, where there is one (WhatsApp's BSUID), keeps their messages in one
+            # lane when their number is hidden or changes (services/router/identities.py).
+            client = event.sender.platform_user_id or event.chat_id
+            await self._publisher.publish(Stream.INBOUND, f"{connection_id}:{client}", event, event.event_id)
+
+    async def verify_messenger(
+        self, adapter: MessengerAdapter, headers: Mapping[str, str], body: bytes, connection_id: str
+    ) -> None:
+        """`body` came from the platform for this connection; AuthError otherwise. Checked against the cached
+        secret; on a mismatch, once more against the stored one (an admin may have just given the bot a new
+        token, which registers a new secret), at most every few seconds."""
         kind = adapter.webhook_secret_kind
         secret = await self._credentials.webhook_secret(connection_id, kind)
         try:
-            adapter.verify_webhook(request.headers, body, secret)
+            adapter.verify_webhook(headers, body, secret)
         except MissingCredentialError:
             raise
         except AuthError:
             stored = await self._credentials.webhook_secret_again(connection_id, kind)
             if stored is None or stored == secret:
                 raise
-            adapter.verify_webhook(request.headers, body, stored)
+            adapter.verify_webhook(headers, body, stored)
 
     async def _messenger_check(self, request: Request) -> Response:
         connection_id = request.path_params["connection_id"]

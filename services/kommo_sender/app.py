@@ -27,6 +27,7 @@ from services.kommo_sender.holding import AccountGate, ParkingLot
 from services.kommo_sender.languages import AccountLanguages
 from services.kommo_sender.live_chat import LiveChat
 from services.kommo_sender.statuses import StatusReporter
+from services.kommo_sender.template_reviews import KommoTemplateReviews
 from services.kommo_sender.templates import TemplateSync
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,27 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             await lot.through(delivery, command.scope_id, delivery.headers.get(KEY_HEADER, ""), "source", work)
 
         templates = TemplateSync(engine, rest, tokens)
+        reviews = KommoTemplateReviews(engine, rest, tokens, publisher, settings.public_url, credentials.channel_secret)
+
+        async def review_requested(delivery: Delivery) -> None:
+            command = delivery.decode(events_pb2.ChatTemplateReviewRequested)
+
+            async def work() -> None:
+                await reviews.requested(command)
+
+            key = delivery.headers.get(KEY_HEADER, "")
+            msg_id = delivery.headers.get(MSG_ID_HEADER) or f"review-request:{command.scope_id}"
+            await lot.through(delivery, command.scope_id, key, msg_id, work)
+
+        async def review_verdict(delivery: Delivery) -> None:
+            command = delivery.decode(events_pb2.SetTemplateReview)
+
+            async def work() -> None:
+                await reviews.write_verdict(command)
+
+            key = delivery.headers.get(KEY_HEADER, "")
+            msg_id = delivery.headers.get(MSG_ID_HEADER) or f"review-verdict:{command.kommo_template_id}"
+            await lot.through(delivery, command.scope_id, key, msg_id, work)
 
         async def sync_templates(delivery: Delivery) -> None:
             command = delivery.decode(events_pb2.SyncTemplates)
@@ -94,6 +116,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             async def work() -> None:
                 try:
                     await templates.sync(command)
+                    await reviews.ensure_subscribed(command.scope_id)  # its review requests come from now on
                 except NotFoundError as exc:  # an account without OAuth: no CRM API to sync to
                     log.warning("kommo chat templates not synced", extra={"reason": str(exc)})
 
@@ -117,6 +140,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                 ).handle,
                 events_pb2.SyncSource: sync_source,
                 events_pb2.SyncTemplates: sync_templates,
+                events_pb2.ChatTemplateReviewRequested: review_requested,
+                events_pb2.SetTemplateReview: review_verdict,
                 events_pb2.UpdateContactProfile: update_profile,
                 events_pb2.EditInKommo: live.edit,
                 events_pb2.ReactInKommo: live.react,

@@ -7,6 +7,11 @@ retry that worked) still moves forward. Every report, posted or not, is recorded
 the message's history; a failure that arrives after delivery is also logged and counted, since the
 client did get the message and the manager never sees it step back.
 
+One failure is posted after delivery: a manager's edit the messenger refused (`edit_refused`, WhatsApp
+lets no business edit). The text Kommo now shows is not what the client has and never will be, so Kommo
+marks the message failed with the reason, and that error is terminal like any other: a later "delivered"
+or "read" of the original text is recorded, never posted over it.
+
 The rank update, the history row and the amojo call share one transaction: a failed call leaves
 everything as it was and the redelivered report tries again.
 """
@@ -38,6 +43,8 @@ RANK = {
     events_pb2.DELIVERY_STATE_DELIVERED: 3,
     events_pb2.DELIVERY_STATE_READ: 4,
 }
+EDIT_REFUSED_RANK = 5
+"""Above every delivery state: the refused edit is the last word on the message (see the module's note)."""
 STATE_NAMES = {
     events_pb2.DELIVERY_STATE_SENT: "sent",
     events_pb2.DELIVERY_STATE_FAILED: "failed",
@@ -60,7 +67,7 @@ class StatusReporter:
 
     async def handle(self, delivery: Delivery) -> None:
         report = delivery.decode(events_pb2.DeliveryReport)
-        rank = RANK.get(report.state)
+        rank = EDIT_REFUSED_RANK if report.edit_refused else RANK.get(report.state)
         if rank is None:
             raise BadRequestError(f"delivery report without a state for {report.kommo_message_id}")
         failed = report.state == events_pb2.DELIVERY_STATE_FAILED
@@ -107,10 +114,10 @@ class StatusReporter:
 
         facts: dict[str, object] = {"kommo_message_id": report.kommo_message_id, "state": STATE_NAMES[report.state]}
         if failed:
-            facts |= {"error_code": error_code, "reason": report.reason}
+            facts |= {"error_code": error_code, "reason": report.reason, "edit_refused": report.edit_refused}
         if posted:
             log.info("status posted", extra=facts)
-        elif failed and current >= RANK[events_pb2.DELIVERY_STATE_DELIVERED]:
+        elif failed and RANK[events_pb2.DELIVERY_STATE_DELIVERED] <= current < EDIT_REFUSED_RANK:
             count_late_failure()
             log.warning("failure after delivery: recorded, not posted as a step back", extra=facts)
         elif not forward:

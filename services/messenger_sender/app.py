@@ -12,6 +12,7 @@ from kommo_bridge.events.v1 import events_pb2
 from libs.bus import Consumer, Dispatcher, Publisher, Stream, connect, ensure_streams
 from libs.config import Settings
 from libs.db import create_engine
+from libs.ratelimit import SharedRateLimiter
 from libs.rpc import open_channel
 from libs.runtime import mark_ready
 from services.messenger_sender.live_chat import MessengerLive
@@ -35,8 +36,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             auth_pb2_grpc.AuthServiceStub(auth_channel),
             Publisher(js, settings.partitions),
             http,
+            SharedRateLimiter(engine),
         )
-        live = MessengerLive(settings, sender.tokens, http)
+        live = MessengerLive(settings, sender.tokens, http, Publisher(js, settings.partitions), sender.sending_adapter)
         commands = Dispatcher(
             {
                 events_pb2.DeliverToMessenger: sender.handle,

@@ -1,9 +1,11 @@
 """A manager's edits, reactions and typing, out to the messengers.
 
-None of them has a Kommo status to report, so a platform's refusal (the message is gone, the emoji is
-not one the platform allows) is logged and the command is done; only a failure that may pass (a rate
-limit, an outage, a token being replaced) is retried. Edits and reactions are idempotent at the platform
-(the same edit is "not modified", the same reaction is set again), so a redelivery may repeat them.
+A platform's refusal (the message is gone, the emoji is not one the platform allows) is logged and the
+command is done; only a failure that may pass (a rate limit, an outage, a token being replaced) is
+retried. An edit refused for a reason a manager can act on (WhatsApp lets no business edit) is also
+reported, so Kommo shows on the message that the change never reached the client. Edits and reactions
+are idempotent at the platform (the same edit is "not modified", the same reaction is set again), so a
+redelivery may repeat them.
 Typing is sent at most once per few seconds per chat, never once expired, and never retried.
 """
 
@@ -11,12 +13,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Final
 
 import httpx
 from kommo_bridge.events.v1 import events_pb2
 
-from libs.bus import Delivery
+from libs import status_texts
+from libs.bus import Delivery, Publisher, Stream
 from libs.config import Settings
 from libs.errors import BridgeError, CredentialRejectedError, PermanentError
 from libs.messengers.registry import MessengerAdapter, adapter_for
@@ -30,14 +34,23 @@ _TYPING_MEMORY: Final = 10_000
 
 
 class MessengerLive:
-    def __init__(self, settings: Settings, tokens: TtlCache[str, str], http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        tokens: TtlCache[str, str],
+        http: httpx.AsyncClient,
+        publisher: Publisher,
+        adapters: Callable[[int], MessengerAdapter] = adapter_for,
+    ) -> None:
         self._settings = settings
         self._tokens = tokens
         self._http = http
+        self._publisher = publisher
+        self._adapters = adapters  # the sender's: paced where a reaction counts as a message (WhatsApp)
         self._typing_sent: dict[tuple[str, str], float] = {}
 
     async def _platform(self, platform: int, connection_id: str) -> tuple[MessengerAdapter, str, str]:
-        adapter = adapter_for(platform)
+        adapter = self._adapters(platform)
         return adapter, adapter.api_base_url(self._settings), await self._tokens.get(connection_id)
 
     async def edit(self, delivery: Delivery) -> None:
@@ -53,8 +66,26 @@ class MessengerLive:
             raise
         except PermanentError as exc:
             log.warning("manager edit refused by the messenger", extra={**context, "error": str(exc)})
+            if exc.reason:
+                await self._report_refused_edit(command, exc)
             return
         log.info("manager edit sent", extra=context)
+
+    async def _report_refused_edit(self, command: events_pb2.EditInMessenger, refusal: PermanentError) -> None:
+        report = events_pb2.DeliveryReport(
+            kommo_message_id=command.kommo_message_id,
+            scope_id=command.scope_id,
+            state=events_pb2.DELIVERY_STATE_FAILED,
+            error_code=status_texts.code_of(refusal.reason),
+            error_text=status_texts.render(refusal.reason, refusal.reason_args, status_texts.DEFAULT_LANGUAGE),
+            occurred_at_ms=int(time.time() * 1000),
+            conversation_id=command.conversation_id,
+            reason=refusal.reason,
+            reason_args=refusal.reason_args,
+            edit_refused=True,
+        )
+        msg_id = f"report:{command.kommo_message_id}:edit-refused:{command.edit_id}"
+        await self._publisher.publish(Stream.REPORTS, command.kommo_message_id, report, msg_id)
 
     async def react(self, delivery: Delivery) -> None:
         command = delivery.decode(events_pb2.ReactInMessenger)

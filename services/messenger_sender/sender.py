@@ -26,9 +26,16 @@ from libs.bus import Delivery, Publisher, Stream
 from libs.bus.consumer import DEFAULT_MAX_DELIVER
 from libs.config import Settings
 from libs.db.retry import persist_after_effect
-from libs.errors import CredentialRejectedError, PermanentError, RecipientUnavailableError, RetryableError
-from libs.messengers.registry import AlbumSending, accepted_state, adapter_for, album_runs
+from libs.errors import (
+    CredentialRejectedError,
+    PermanentError,
+    RateLimitedError,
+    RecipientUnavailableError,
+    RetryableError,
+)
+from libs.messengers.registry import AlbumSending, MessengerAdapter, accepted_state, adapter_for, album_runs, paced
 from libs.observability import count_message
+from libs.ratelimit import SharedRateLimiter, retry_pause
 from libs.rpc import call
 from libs.runtime import TtlCache
 from libs.secret_names import MESSENGER_TOKEN
@@ -47,6 +54,7 @@ class MessengerSender:
         auth: auth_pb2_grpc.AuthServiceAsyncStub,
         publisher: Publisher,
         http: httpx.AsyncClient,
+        limiter: SharedRateLimiter | None = None,
     ) -> None:
         self._settings = settings
         self._outcomes = outcomes
@@ -54,11 +62,21 @@ class MessengerSender:
         self._http = http
         self._auth = auth
         self._tokens: TtlCache[str, str] = TtlCache(TOKEN_CACHE_TTL_S, self._load_token)
+        self._limiter = limiter
+        self._sending: dict[int, MessengerAdapter] = {}
 
     @property
     def tokens(self) -> TtlCache[str, str]:
         """The messenger tokens of connections, briefly cached (shared with the live-chat handlers)."""
         return self._tokens
+
+    def sending_adapter(self, platform: int) -> MessengerAdapter:
+        """The platform's adapter, its sends paced by the limits every replica shares (where it has any)."""
+        if platform not in self._sending:
+            adapter = adapter_for(platform)
+            limiter = self._limiter
+            self._sending[platform] = adapter if limiter is None else paced(adapter, limiter, self._settings)
+        return self._sending[platform]
 
     async def _load_token(self, connection_id: str) -> str:
         response = await call(
@@ -130,7 +148,7 @@ class MessengerSender:
     async def _send(
         self, command: events_pb2.DeliverToMessenger, items: list[events_pb2.AlbumItem], reply_to: str, attempt: int
     ) -> list[Outcome]:
-        adapter = adapter_for(command.platform)
+        adapter = self.sending_adapter(command.platform)
         token = await self._tokens.get(command.connection_id)
         base_url, limits = adapter.api_base_url(self._settings), adapter.media_limits(self._settings)
         ids = [item.kommo_message_id for item in items]
@@ -158,6 +176,8 @@ class MessengerSender:
             args = {"platform": adapter.name, "detail": str(exc)}
             return self._all_failed(command, ids, status_texts.PLATFORM_REFUSED, args)
         except RetryableError as exc:
+            if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+                exc.retry_after = retry_pause(exc.retry_after, attempt)  # the platform's limit: back off further
             if attempt >= DEFAULT_MAX_DELIVER:
                 log.warning("messenger kept refusing, given up", extra={"kommo_message_ids": ids, "error": str(exc)})
                 return self._all_failed(command, ids, status_texts.PLATFORM_UNAVAILABLE, {"platform": adapter.name})

@@ -27,6 +27,7 @@ from services.router.message_map import MapLearner, MessageMap
 from services.router.outbound import OutboundRouter
 from services.router.pausing import ChannelLot
 from services.router.servicer import RouterServicer
+from services.router.template_reviews import TemplateReviews
 from services.router.templates import TemplateMirror
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     auth_channel = open_channel(settings.auth_grpc_addr, token)
     async with httpx.AsyncClient(timeout=settings.http_timeout_s) as http:
         auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
-        templates = TemplateMirror(settings, auth, http, publisher)
+        reviews = TemplateReviews(engine, settings, auth, http, publisher, connection_store)
+        outbound_events.add(events_pb2.SubmitTemplateReview, reviews.submit)
+        templates = TemplateMirror(settings, auth, http, publisher, reviews)
         inbound = InboundRouter(context, templates)
         consumers = [
             Consumer(

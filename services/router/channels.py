@@ -17,7 +17,13 @@ from kommo_bridge.auth.v1 import auth_pb2, auth_pb2_grpc
 
 from libs.config import Settings
 from libs.errors import BadRequestError, CredentialRejectedError, NotFoundError, PermanentError, RetryableError
-from libs.messengers.registry import ChannelIdentity, MessengerAdapter, adapter_for, adapter_named
+from libs.messengers.registry import (
+    ChannelIdentity,
+    CompositeCredentials,
+    MessengerAdapter,
+    adapter_for,
+    adapter_named,
+)
 from libs.rpc import call
 from libs.secret_names import MESSENGER_APP_SECRET, MESSENGER_TOKEN, MESSENGER_WEBHOOK_SECRET
 from services.router.connections import ConnectionRecord, ConnectionStore
@@ -96,13 +102,17 @@ class ChannelConnector:
         )
         return record
 
-    async def replace_token(self, record: ConnectionRecord, token: str) -> ConnectionRecord:
-        """A new token for the same bot (after a revoke): checked live, the webhook registered again with
-        a fresh secret, then both kept. The platform goes first: if it refuses, nothing has changed."""
+    async def replace_token(self, record: ConnectionRecord, token: str, app_secret: str = "") -> ConnectionRecord:
+        """A new token for the same bot or number (after a revoke): checked live, the webhook registered
+        again with a fresh secret, then both kept. The platform goes first: if it refuses, nothing has
+        changed. A platform whose credential holds more than the token (WhatsApp: the number's ids) keeps
+        the rest from the stored one; one that signs its webhooks with an app secret may get a new one."""
         if not token:
             raise BadRequestError("paste the bot's new token", code="token_missing")
         adapter = adapter_named(record.platform)
         base_url = adapter.api_base_url(self._settings)
+        if isinstance(adapter, CompositeCredentials):
+            token = adapter.renewed_credential(await self._stored_token(record, adapter), token)
         identity = await self._identity(adapter, base_url, token)
         if identity.external_id != record.external_id:
             raise BadRequestError(
@@ -121,10 +131,26 @@ class ChannelConnector:
         await self._register(adapter, base_url, token, record, webhook_secret)
         await call(self._auth.PutSecret, auth_pb2.PutSecretRequest(owner=record.id, kind=MESSENGER_TOKEN, value=token))
         await call(self._auth.PutSecret, put_webhook_secret)
+        if app_secret.strip() and adapter.webhook_secret_kind == MESSENGER_APP_SECRET:
+            await call(
+                self._auth.PutSecret,
+                auth_pb2.PutSecretRequest(owner=record.id, kind=MESSENGER_APP_SECRET, value=app_secret.strip()),
+            )
         if identity.display_name != record.display_name:
             record = await self._store.update_settings(record.id, {"display_name": identity.display_name})
         log.info("channel token replaced", extra={"connection_id": record.id, "platform": adapter.name})
         return record
+
+    async def _stored_token(self, record: ConnectionRecord, adapter: MessengerAdapter) -> str:
+        """The channel's credential as kept; a channel without one must be connected again."""
+        try:
+            request = auth_pb2.GetSecretRequest(owner=record.id, kind=MESSENGER_TOKEN)
+            return str((await call(self._auth.GetSecret, request)).value)
+        except NotFoundError:
+            raise PermanentError(
+                "the bridge holds no credential for this channel: remove it and connect it again",
+                code=f"{adapter.name}_credential_missing",
+            ) from None
 
     async def register_again(self, record: ConnectionRecord) -> None:
         """Register the webhook again with the stored token and secret (someone removed or moved it)."""
@@ -158,7 +184,7 @@ class ChannelConnector:
             raise BadRequestError(
                 f"{adapter.name.capitalize()} did not accept this token ({said or 'rejected'}). "
                 "Copy it again, whole, from where the platform shows it.",
-                code=f"{adapter.name}_token_rejected",
+                code=exc.code or f"{adapter.name}_token_rejected",
             ) from None
         except RetryableError as exc:
             raise RetryableError(

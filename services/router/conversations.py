@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from libs.db.schema import conversations, messages
 from libs.errors import NotFoundError
+from services.router.identities import current_address
 
 PROFILE_FIELDS = ("name", "username", "phone", "email", "avatarUrl", "profileLink", "language")
 """Profile keys as stored (protobuf JSON names). A field an event leaves empty keeps its known value:
@@ -56,6 +57,16 @@ class ConversationRecord:
     closed_reason: str
     # Kommo's chat id when a manager opened the conversation by write first ("" otherwise).
     kommo_chat_ref: str
+    # Where the client is written to now: `chat_id`, or their current number / platform user id when the
+    # platform named them otherwise since (services/router/identities.py).
+    address: str
+
+
+def _record_columns() -> list[Any]:
+    """The columns a ConversationRecord is read from: the row's, and the client's current address."""
+    names = [name for name in ConversationRecord.__dataclass_fields__ if name != "address"]
+    address = current_address(conversations.c.connection_id, conversations.c.chat_id).label("address")
+    return [*(conversations.c[name] for name in names), address]
 
 
 async def _record_message(
@@ -79,6 +90,11 @@ async def _record_message(
 class ConversationStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The database, shared with the client identities kept beside the conversations."""
+        return self._engine
 
     async def record_inbound(
         self,
@@ -215,7 +231,7 @@ class ConversationStore:
         return (None, "") if row is None else (row.client_message_at, str(row.client_message_id))
 
     async def find(self, conversation_id: str) -> ConversationRecord | None:
-        columns = [conversations.c[name] for name in ConversationRecord.__dataclass_fields__]
+        columns = _record_columns()
         async with self._engine.connect() as conn:
             row = (await conn.execute(select(*columns).where(conversations.c.id == conversation_id))).first()
         if row is None:
@@ -227,7 +243,7 @@ class ConversationStore:
     ) -> tuple[ConversationRecord, bool]:
         """Resolve a manager message's conversation and record the message, exactly once (with the
         digest of its content, which tells a later hook for the same message that it was edited)."""
-        columns = [conversations.c[name] for name in ConversationRecord.__dataclass_fields__]
+        columns = _record_columns()
         async with self._engine.begin() as conn:
             row = (await conn.execute(select(*columns).where(conversations.c.id == conversation_id))).first()
             if row is None:

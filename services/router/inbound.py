@@ -10,9 +10,11 @@ from kommo_bridge.events.v1 import content_pb2, events_pb2
 
 from libs.bus import KEY_HEADER, Delivery, Stream
 from libs.errors import PermanentError
+from libs.messengers.registry import ClientAliases, adapter_named
 from services.router.client_actions import ClientActions
 from services.router.connections import DISCONNECTED, ConnectionRecord
 from services.router.context import RoutingContext
+from services.router.identities import ClientIds, IdentityStore
 from services.router.receipts import Receipts
 from services.router.settings import contact_rule, source_spec
 from services.router.templates import TemplateMirror
@@ -36,6 +38,7 @@ class InboundRouter:
         self._pauses = context.pauses
         self._client_actions = ClientActions(context.publisher, context.message_map)
         self._receipts = Receipts(context.publisher, context.message_map)
+        self._identities = IdentityStore(context.conversations.engine)
 
     async def handle(self, delivery: Delivery) -> None:
         """Route the event, or hold it in the pause lot while its channel is paused (or others wait)."""
@@ -54,6 +57,14 @@ class InboundRouter:
         if connection.state == DISCONNECTED:
             raise PermanentError(f"connection {connection.id} is {connection.state}")
         kind = event.WhichOneof("event")
+        if kind != "template_status":
+            await self._same_client(event, connection)
+        if kind == "address_changed":
+            log.info(
+                "client's address changed",
+                extra={"connection_id": connection.id, "chat_id": event.chat_id},
+            )
+            return
         if kind == "content":
             await self._message(event, connection, attempt)
         elif kind == "edited":
@@ -83,6 +94,19 @@ class InboundRouter:
             log.info("conversation reopened by the client", extra={"conversation_id": found})
         else:
             raise PermanentError("inbound event carries nothing the router knows")
+
+    async def _same_client(self, event: events_pb2.InboundMessage, connection: ConnectionRecord) -> None:
+        """Name the client by the chat id their conversation was opened with, whichever of their ids (a phone
+        number, a BSUID, a new number) this event gives (services/router/identities.py)."""
+        adapter = adapter_named(connection.platform)
+        if not isinstance(adapter, ClientAliases) or not event.chat_id:
+            return
+        address, user_id = adapter.client_ids(event)
+        new_address = event.address_changed.new_chat_id if event.WhichOneof("event") == "address_changed" else ""
+        chat_id = await self._identities.resolve(connection.id, ClientIds(address, user_id, new_address))
+        if event.sender_id == event.chat_id:
+            event.sender_id = chat_id
+        event.chat_id = chat_id
 
     async def _message(self, event: events_pb2.InboundMessage, connection: ConnectionRecord, attempt: int) -> None:
         client_id = client_id_for(connection.id, event.sender_id)

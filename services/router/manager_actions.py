@@ -84,7 +84,7 @@ class ManagerActions:
             scope_id=event.scope_id,
             platform=adapter_named(connection.platform).platform,
             connection_id=connection.id,
-            chat_id=conversation.chat_id,
+            chat_id=conversation.address,  # the client's current address (identities.py)
             conversation_id=conversation.id,
             platform_message_id=message.platform_message_id,
             kommo_message_id=event.kommo_message_id,
@@ -138,7 +138,7 @@ class ManagerActions:
             scope_id=event.scope_id,
             platform=adapter.platform,
             connection_id=connection.id,
-            chat_id=conversation.chat_id,
+            chat_id=conversation.address,  # the client's current address (identities.py)
             conversation_id=conversation.id,
             platform_message_id=target.platform_message_id,
             emoji=emoji or "",
@@ -169,7 +169,7 @@ class ManagerActions:
         command = events_pb2.TypingInMessenger(
             platform=adapter_named(connection.platform).platform,
             connection_id=connection.id,
-            chat_id=conversation.chat_id,
+            chat_id=conversation.address,  # the client's current address (identities.py)
             conversation_id=conversation.id,
             expires_at_ms=event.expires_at_ms,
             # WhatsApp shows typing on the client's message (and marks it read).

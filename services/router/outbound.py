@@ -20,6 +20,7 @@ from services.router.connections import DISCONNECTED
 from services.router.context import RoutingContext
 from services.router.manager_actions import ManagerActions
 from services.router.reports import report_failure
+from services.router.reviewed_templates import ReviewedTemplates
 from services.router.service_window import ServiceWindows
 from services.router.settings import labelled
 from services.router.write_first import WriteFirstOpener
@@ -41,11 +42,13 @@ class OutboundRouter:
         self._manager_actions = ManagerActions(context)
         self._windows = ServiceWindows(context.conversations)
         self._write_first = WriteFirstOpener(context.channels, context.conversations)
+        self._reviewed_templates = ReviewedTemplates(context.conversations.engine)
 
     async def handle(self, delivery: Delivery) -> None:
         """Route a manager's message, or hold it in the album lot while an album of its conversation is
         pending (an item of that album joins it)."""
         event = delivery.decode(events_pb2.KommoOutboundMessage)
+        await self._reviewed_templates.resolve(event)  # a template Kommo names by its own id only
         if not event.conversation_id:
             # Write first: a manager starts the conversation from Kommo (services/router/write_first.py).
             opened = await self._write_first.open(event)
@@ -142,7 +145,7 @@ class OutboundRouter:
             scope_id=event.scope_id,
             platform=adapter.platform,
             connection_id=connection.id,
-            chat_id=conversation.chat_id,
+            chat_id=conversation.address,  # the client's current address (identities.py)
             conversation_id=conversation.id,
             content=labelled(event.content, connection.robot_label) if from_robot else event.content,
             from_robot=from_robot,

@@ -165,7 +165,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
     async def ReplaceChannelToken(
         self, request: router_pb2.ReplaceChannelTokenRequest, context: Context
     ) -> router_pb2.Connection:
-        record = await self._connector.replace_token(await self._connected(request.connection_id), request.token)
+        record = await self._connector.replace_token(
+            await self._connected(request.connection_id), request.token, request.app_secret
+        )
         self._health.forget(record.id)
         self._on_change(record.id)
         return await self._to_pb(record)

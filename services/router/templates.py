@@ -4,7 +4,8 @@ The platform's list is read (with the channel's token, which only the auth servi
 kommo_sender as one `SyncTemplates` command: kommo_sender owns every Kommo call and compares with what
 Kommo has, so the same list synced twice changes nothing. It is read when a channel connects, when the
 platform says a template's review changed (the list then holds the new verdict), and now and then in case
-a notification was missed.
+a notification was missed. Templates submitted for a Kommo review are not mirrored: their verdict is
+written on that review (services/router/template_reviews.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from libs.messengers.registry import MessageTemplates, adapter_named
 from libs.rpc import call
 from libs.secret_names import MESSENGER_TOKEN
 from services.router.connections import ConnectionRecord, ConnectionStore
+from services.router.template_reviews import TemplateReviews
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +42,13 @@ class TemplateMirror:
         auth: auth_pb2_grpc.AuthServiceAsyncStub,
         http: httpx.AsyncClient,
         publisher: Publisher,
+        reviews: TemplateReviews | None = None,
     ) -> None:
         self._settings = settings
         self._auth = auth
         self._http = http
         self._publisher = publisher
+        self._reviews = reviews
 
     @staticmethod
     def applies_to(record: ConnectionRecord) -> bool:
@@ -58,6 +62,8 @@ class TemplateMirror:
         request = auth_pb2.GetSecretRequest(owner=record.id, kind=MESSENGER_TOKEN)
         token = (await call(self._auth.GetSecret, request)).value
         templates = await adapter.templates(self._http, adapter.api_base_url(self._settings), token)
+        if self._reviews is not None:  # those submitted for a Kommo review are that review's verdicts
+            templates = await self._reviews.paired(record, templates)
         command = events_pb2.SyncTemplates(scope_id=record.scope_id, connection_id=record.id, templates=templates)
         # Unique per reading: a verdict that went A → B → A within the dedup window must still end as A.
         await self._publisher.publish(Stream.CRM_COMMANDS, record.id, command, f"templates:{record.id}:{uuid.uuid4()}")

@@ -7,7 +7,9 @@ whose Kommo source is the hook's `source.external_id` (or whose number id it is)
 active such channel, oldest connected first. Its chat id and client id are the platform's for that phone
 (WhatsApp: the wa_id digits), the same its webhooks give when the client answers, so the answer finds this
 conversation. Kommo's chat id and client id are kept with it: the client's first message to Kommo names
-them (`conversation_ref_id`, `sender.ref_id`) and lands in the chat the manager opened.
+them (`conversation_ref_id`, `sender.ref_id`) and lands in the chat the manager opened. A number already
+known as a client's (services/router/identities.py: they first wrote by BSUID, or changed to this number)
+opens their existing conversation instead.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from kommo_bridge.events.v1 import events_pb2
 from libs.messengers.registry import WriteFirst, adapter_named, write_first_chat
 from services.router.connections import ACTIVE, DISCONNECTED, ConnectionRecord, ConnectionStore
 from services.router.conversations import ConversationStore
+from services.router.identities import IdentityStore
 from services.router.inbound import client_id_for
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,7 @@ class WriteFirstOpener:
     def __init__(self, connections: ConnectionStore, conversations: ConversationStore) -> None:
         self._connections = connections
         self._conversations = conversations
+        self._identities = IdentityStore(conversations.engine)
 
     async def open(self, event: events_pb2.KommoOutboundMessage) -> str | None:
         """The conversation a write-first hook opens (found again for a second hook of the same chat);
@@ -53,6 +57,7 @@ class WriteFirstOpener:
         chat_id = write_first_chat(adapter_named(connection.platform), event.receiver_phone)
         if chat_id is None:
             return None
+        chat_id = await self._identities.chat_of(connection.id, chat_id) or chat_id
         conversation_id = await self._conversations.open_by_business(
             connection_id=connection.id,
             chat_id=chat_id,

@@ -47,6 +47,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 DESKTOP, NARROW, HEIGHT = 1280, 375, 800
 UI = Path(__file__).resolve().parents[2] / "services" / "gateway" / "settings_ui"
+BUTTON_WAIT_S = 10
 
 
 class Window:
@@ -123,11 +124,17 @@ class Window:
         return timings
 
     def button(self, label: str, within: WebElement | None = None) -> WebElement:
-        """The visible button (or link) whose text is `label`."""
-        for found in self.find_all("button, a.btn", within):
-            if found.is_displayed() and found.text.strip() == label:
-                return found
-        raise AssertionError(f"no button {label!r}: {(within.text if within else self.text('main'))[:2000]}")
+        """The visible button (or link) whose text is `label`, once it shows: a dialog fades in, and until
+        it has, WebDriver counts its buttons as not displayed."""
+
+        def shown() -> WebElement | None:
+            for found in self.find_all("button, a.btn", within):
+                if found.is_displayed() and found.text.strip() == label:
+                    return found
+            return None
+
+        found: WebElement = self.until(shown, f"a button {label!r}", timeout=BUTTON_WAIT_S)
+        return found
 
     def shot(self, name: str, *, full_page: bool = True, toasts: bool = False) -> None:
         """docs/screenshots/<name>-desktop.png and -narrow.png, when BRIDGE_SCREENSHOTS asks for them."""
@@ -487,6 +494,52 @@ async def test_an_admin_connects_a_whatsapp_number(shared_sandbox: Sandbox, wind
     window.until(lambda: not window.find_all("dialog"), "the WhatsApp dialog closed")
     card = window.until(lambda: window.card("Window Shop WA"), "the WhatsApp number's card")
     assert window.find(".channel-sub", card).text.startswith("WhatsApp")
+
+
+async def test_an_admin_mends_a_whatsapp_numbers_revoked_access_token(shared_sandbox: Sandbox, window: Window) -> None:
+    sandbox = shared_sandbox
+    business = await new_business(sandbox, "Window Fix WA", "15550004444")
+    page = await settings_client(sandbox)
+    form = {
+        "platform": "whatsapp",
+        "phone_number_id": business.phone_number_id,
+        "waba_id": business.waba_id,
+        "token": business.access_token,
+        "app_secret": business.app_secret,
+    }
+    added = await page.post("/settings/api/channels", json=form)
+    assert added.status_code == 201, added.text
+    await page.aclose()
+    control = f"{sandbox.stack.whatsapp_url}/_emulator"
+    revoked = await sandbox.http.post(f"{control}/tokens/revoke", json={"access_token": business.access_token})
+    assert revoked.status_code == 200, revoked.text
+
+    window.open(await window_url(sandbox))
+    card = window.until(lambda: window.card("Window Fix WA"), "the WhatsApp number's card")
+    window.until(lambda: window.find(".badge", card).text == "Token rejected", "the rejected token shown")
+    assert "WhatsApp refuses the access token" in window.text(".issues")
+    window.button("Fix access token", window.find(".issues")).click()
+    dialog = window.until(lambda: window.find_all("dialog[open]"), "the WhatsApp token dialog")[0]
+    assert window.find(".modal-title", dialog).text.startswith("New access token for Window Fix WA")
+    assert window.find("input[name=app_secret]", dialog).get_attribute("required") is None  # optional
+
+    # Another business's token cannot reach this number: refused with the reason, nothing changed.
+    other = await new_business(sandbox, "Window Other WA", "15550004999")
+    field = window.find("input[name=token]", dialog)
+    field.send_keys(other.access_token)
+    window.find("button[type=submit]", dialog).click()
+    error = window.until(lambda: window.find_all("dialog .form-error:not([hidden])"), "the other-account error")[0]
+    assert "cannot reach this number" in error.text, error.text
+    window.shot("fix-whatsapp-token-other-account", full_page=False)
+
+    issued = await sandbox.http.post(f"{control}/tokens", json={"waba_ids": [business.waba_id]})
+    assert issued.status_code == 201, issued.text
+    field.clear()
+    field.send_keys(issued.json()["access_token"])
+    window.find("button[type=submit]", dialog).click()
+    window.until(lambda: not window.find_all("dialog"), "the WhatsApp token dialog closed")
+    window.until(lambda: window.find(".badge", window.card("Window Fix WA")).text == "Healthy", "the mended number")
+    assert "WhatsApp refuses the access token" not in window.text(".status")
 
 
 async def _in_kommo(sandbox: Sandbox, text: str) -> bool:

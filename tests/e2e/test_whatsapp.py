@@ -20,7 +20,7 @@ from libs.cli.main import Target
 from libs.errors import BadRequestError
 from tests.e2e.sandbox import Sandbox
 from tests.e2e.test_settings_api import settings_client
-from tests.e2e.whatsapp_side import WhatsAppNumber, new_business, refused
+from tests.e2e.whatsapp_side import WhatsAppNumber, connect_number, new_business, refused
 from tests.support import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -33,23 +33,7 @@ PICTURE = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 64 + b"\xff\xd9"
 @pytest.fixture(scope="module")
 async def whatsapp(shared_sandbox: Sandbox) -> AsyncIterator[WhatsAppNumber]:
     """A business number connected to the sandbox account from the settings window, as an admin does."""
-    business = await new_business(shared_sandbox, "Sandbox Shop WA", "15550001111")
-    page = await settings_client(shared_sandbox)
-    try:
-        added = await page.post(
-            "/settings/api/channels",
-            json={
-                "platform": "whatsapp",
-                "phone_number_id": business.phone_number_id,
-                "waba_id": business.waba_id,
-                "token": business.access_token,
-                "app_secret": business.app_secret,
-            },
-        )
-    finally:
-        await page.aclose()
-    assert added.status_code == 201, added.text
-    yield WhatsAppNumber(shared_sandbox, business, added.json()["channel"]["id"])
+    yield await connect_number(shared_sandbox, "Sandbox Shop WA", "15550001111")
 
 
 async def kommo_statuses_of(sandbox: Sandbox, msgid: str, count: int = 1) -> list[dict[str, Any]]:

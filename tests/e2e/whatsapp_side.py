@@ -90,6 +90,15 @@ class WhatsAppNumber:
         read: list[str] = (await self._control("POST", "users/read", body))["read"]
         return read
 
+    async def client_taps(self, wa_id: str, wamid: str, choice: str) -> dict[str, Any]:
+        """The client chooses the reply button or list row `choice` (its id) of the business's interactive
+        message `wamid`; returns their reply as the emulator stored it, once the webhook was answered."""
+        body = {"phone_number_id": self.business.phone_number_id, "user": wa_id, "message_id": wamid, "choice": choice}
+        result = await self._control("POST", "users/tap", body)
+        assert result["delivery"]["status"] == 200, result["delivery"]
+        stored: dict[str, Any] = result["messages"][0]
+        return stored
+
     async def client_online(self, wa_id: str, online: bool) -> None:
         await self._control("PATCH", f"users/{wa_id}", {"online": online})
 
@@ -214,3 +223,27 @@ class WhatsAppNumber:
         response.raise_for_status()
         found: list[dict[str, Any]] = response.json()["chat_templates"]
         return found
+
+
+async def connect_number(sandbox: Sandbox, name: str, phone: str) -> WhatsAppNumber:
+    """A new business number connected to the sandbox account from the settings window, as an admin does
+    (one per test module: each module's tests then use clients of their own)."""
+    from tests.e2e.test_settings_api import settings_client  # a test module's helper: imported when used
+
+    business = await new_business(sandbox, name, phone)
+    page = await settings_client(sandbox)
+    try:
+        added = await page.post(
+            "/settings/api/channels",
+            json={
+                "platform": "whatsapp",
+                "phone_number_id": business.phone_number_id,
+                "waba_id": business.waba_id,
+                "token": business.access_token,
+                "app_secret": business.app_secret,
+            },
+        )
+    finally:
+        await page.aclose()
+    assert added.status_code == 201, added.text
+    return WhatsAppNumber(sandbox, business, added.json()["channel"]["id"])

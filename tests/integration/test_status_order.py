@@ -225,3 +225,27 @@ async def test_failures_read_in_the_accounts_language(harness: Harness, language
     await harness.report(unknown, scope_id, FAILED, reason="added_later", code=903, text="Something new happened.")
     [status] = await harness.settled(unknown, 1)
     assert (status.error_code, status.error) == (903, "Something new happened.")
+
+
+async def test_a_refused_edit_is_posted_after_delivery_and_is_the_last_word(harness: Harness) -> None:
+    msgid, scope_id = await harness.manager_message()
+    await harness.report(msgid, scope_id, DELIVERED)
+    args = {"platform": "whatsapp"}
+    refused = events_pb2.DeliveryReport(
+        kommo_message_id=msgid,
+        scope_id=scope_id,
+        state=FAILED,
+        reason="edit_unsupported",
+        reason_args=args,
+        edit_refused=True,
+    )
+    await harness.publisher.publish(Stream.REPORTS, msgid, refused, f"report:{msgid}:edit-refused")
+    await harness.report(msgid, scope_id, READ)  # the client reads the original text: recorded only
+    statuses = await harness.settled(msgid, 3)
+    assert [(s.status, s.error_code) for s in statuses] == [(1, 0), (-1, 905)]
+    assert statuses[1].error == render("edit_unsupported", args, "en")
+    assert [(e["state"], e["posted"]) for e in await harness.history(msgid)] == [
+        ("delivered", True),
+        ("failed", True),
+        ("read", False),
+    ]

@@ -60,8 +60,10 @@ PICTURE_HOOK: dict[str, Any] = {
 
 
 def hook_with(**changes: Any) -> dict[str, Any]:
-    """A deep copy of the picture hook with `message.message` fields changed (None deletes)."""
+    """A deep copy of the picture hook, without its buttons, with `message.message` fields changed (None
+    deletes)."""
     hook: dict[str, Any] = json.loads(json.dumps(PICTURE_HOOK))
+    hook["message"]["message"].pop("markup")
     for key, value in changes.items():
         if value is None:
             hook["message"]["message"].pop(key, None)
@@ -95,7 +97,8 @@ def test_picture_hook_becomes_outbound_message() -> None:
         media=content_pb2.Media(
             kind=content_pb2.MEDIA_KIND_PICTURE,
             file_ref="https://amojo.amocrm.ru/attachments/image.jpg",
-            caption="Текст сообщения Сделка #15926745",
+            # The buttons of a file follow as lines of its caption (libs/kommo/markup.py).
+            caption="Текст сообщения Сделка #15926745\n\n• Принять заказ\n• Отменить заказ",
         )
     )
 

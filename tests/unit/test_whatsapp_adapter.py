@@ -366,12 +366,13 @@ def test_unsupported_and_order_messages_still_reach_the_manager() -> None:
 
 
 def test_system_messages_and_other_fields_carry_no_event() -> None:
+    # A number change is an event (tests/unit/test_whatsapp_identity.py); other system notes are not.
     changed = {
         "from": WA_ID,
         "id": "wamid.sys",
         "timestamp": "1753851315",
         "type": "system",
-        "system": {"body": "User A changed from 1 to 2", "wa_id": "2", "type": "user_changed_number"},
+        "system": {"body": "User A's security code changed", "identity": "abc", "type": "customer_identity_changed"},
     }
     assert parse(notification([changed], contacts=[])) == []
     account_update = {

@@ -91,6 +91,7 @@ def test_a_number_sends_80_messages_a_second_and_a_user_gets_a_burst_then_one_pe
     now[0] += 6
     assert control.admit("number", "ann") is None
     assert control.admit("number", "ann") == "pair_rate"
+    assert control.refusals() == {"number": {"throughput": 2, "pair_rate": 2}}  # every refusal counted
 
 
 async def test_over_the_throughput_is_refused_with_130429_and_paced_retries_lose_nothing(world: World) -> None:
@@ -128,6 +129,8 @@ async def test_the_pair_rate_limit_is_131056(world: World) -> None:
     with pytest.raises(RateLimitedError) as limited:
         await client.send(text_to(ANN_WA_ID))
     assert "131056" in str(limited.value) and limited.value.retry_after == 6.0
+    refused = (await world.control("GET", "limits"))["refused"]
+    assert refused == {world.phone_number_id: {"throughput": 0, "pair_rate": 1}}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -215,7 +218,7 @@ async def test_templates_are_created_pending_listed_in_pages_and_reviewed(
     monkeypatch.setattr(cloud_api, "TEMPLATE_PAGE_SIZE", 2)
     listed = await client.templates()
     assert [t["name"] for t in listed] == ["order_ready_0", "order_ready_1", "order_ready_2"]
-    assert set(listed[0]) == {"id", "name", "status", "category", "language", "components"}
+    assert set(listed[0]) == {"id", "name", "status", "category", "language", "components", "parameter_format"}
     # Template reviews go to the app's own callback URL, signed like every webhook.
     await world.control("PUT", "app", json={"callback_url": world.receiver_url})
     review = await world.control("POST", f"templates/{created[0]['id']}/review", json={"event": "APPROVED"})

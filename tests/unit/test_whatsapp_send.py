@@ -444,6 +444,15 @@ async def test_limits_are_retried_after_a_pause_never_dropped(
     assert await send(world, text("hi"))  # the next attempt goes
 
 
+@pytest.mark.parametrize("code", [131056, 130429])
+async def test_a_limit_in_a_failed_status_after_the_200_says_why_and_to_send_again(world: World, code: int) -> None:
+    await world.control("POST", "errors", json={"code": code, "title": "limited", "mode": "failed_status"})
+    wamid = await send(world, text("held back"))
+    receipt = await world.receiver.receipt(wamid, events_pb2.DELIVERY_STATE_FAILED)
+    assert (receipt.reason, receipt.platform_error_code) == (status_texts.SENDING_LIMITED, code)
+    assert "send it again" in status_texts.render(receipt.reason, dict(receipt.reason_args), "en")
+
+
 async def test_http_faults_and_template_errors(world: World) -> None:
     await world.control("POST", "faults", json={"path": "/messages$", "status": 429, "retry_after": 7})
     with pytest.raises(RateLimitedError) as limited:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from libs.kommo.emulator.account_webhooks import AccountWebhooks, form_pairs
 from libs.kommo.emulator.crm import (
     FIELD_MISSING,
     NOT_BLANK,
@@ -154,6 +155,8 @@ class ChatTemplates:
         self._books: dict[str, dict[int, ChatTemplate]] = {}
         self._ids = itertools.count(7_101)
         self._review_ids = itertools.count(301)
+        # The account webhooks a user's review request fires (`add_chat_template_review`).
+        self.webhooks = AccountWebhooks()
 
     def _now(self) -> int:
         return int(self._clock().timestamp())
@@ -236,3 +239,19 @@ class ChatTemplates:
             review.reject_reason = str(reason) if isinstance(reason, str) else ""
             template.updated_at = self._now()
             return review
+
+    async def user_requests_review(
+        self, amojo_id: str, template_id: int, account: dict[str, Any], source_id: int = 0
+    ) -> tuple[Review, list[dict[str, Any]]]:
+        """A user asks, in Kommo, for a waba template's review: a new review (`review`), and the account
+        webhook `add_chat_template_review` posted, form-encoded, to its subscribers. The review and what
+        each subscriber answered; KeyError for an unknown template."""
+        review = self.request_review(amojo_id, template_id, source_id)
+        template = self.get(amojo_id, template_id)
+        if review is None or template is None:
+            raise KeyError(f"no chat template {template_id}")
+        added = template.to_json(with_reviews=True)
+        added["reviews"] = added.pop("_embedded", {}).get("reviews", [])
+        pairs = form_pairs("add[0]", added) + form_pairs("account", account)
+        sent = await self.webhooks.fire(amojo_id, "add_chat_template_review", pairs)
+        return review, [d.to_json() for d in sent]

@@ -119,6 +119,7 @@ def amojo_control_routes(state: AmojoState) -> list[Route]:
                 reply_to=str_field(data, "reply_to", ""),
                 media_group_id=str_field(data, "media_group_id", ""),
                 template=_template(data),
+                markup=obj_field(data, "markup", ""),
                 kommo_chat_id=str_field(data, "kommo_chat_id", ""),
                 phone=str_field(data, "phone", ""),
                 source_external_id=str_field(data, "source_external_id", ""),

@@ -428,6 +428,7 @@ class AmojoState:
         reply_to: str = "",
         media_group_id: str = "",
         template: dict[str, Any] | None = None,
+        markup: dict[str, Any] | None = None,
         kommo_chat_id: str = "",
         phone: str = "",
         source_external_id: str = "",
@@ -439,7 +440,8 @@ class AmojoState:
         has that number). Until the integration binds such a chat (§4 `conversation_ref_id`), its hooks
         carry no `conversation.client_id` and no `receiver.client_id`. `template` is a chat template the
         manager picked, `{id, external_id, content, params[{key, value}]}`; the text is its content with
-        the params put in.
+        the params put in. `markup` is sent as the hook's `message.markup` (inline buttons or a WhatsApp
+        `list_message`, §9).
 
         The message is registered before the POST, so a delivery_status for its id succeeds even when
         the receiver reports it before answering the hook. `reply_to` (a Kommo message id of the same
@@ -448,7 +450,7 @@ class AmojoState:
         """
         if message_type not in HOOK_MESSAGE_TYPES:
             raise BadRequestError(f"hook message type must be one of {sorted(HOOK_MESSAGE_TYPES)}")
-        if message_type == "text" and not (text or template):
+        if message_type == "text" and not (text or template or (markup or {}).get("list_message")):
             raise BadRequestError("a text message needs text")
         if message_type in MEDIA_HOOK_TYPES and not media:
             raise BadRequestError(f"a {message_type} message needs a media URL")
@@ -481,6 +483,8 @@ class AmojoState:
                 body_message["media_group_id"] = media_group_id
             if template is not None:
                 body_message["template"] = template
+            if markup is not None:  # buttons, or a Salesbot's `list_message` (§9)
+                body_message["markup"] = markup
             receiver: dict[str, Any] = {"id": chat.client.id, "phone": chat.client.phone, "email": chat.client.email}
             conversation: dict[str, Any] = {"id": chat.kommo_chat_id}
             if chat.conversation_id:  # absent until a write-first chat is bound (§9)

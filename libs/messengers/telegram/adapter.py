@@ -38,6 +38,7 @@ from libs.errors import (
 from libs.messengers.payload_reader import PayloadReader, type_name
 from libs.messengers.registry import ChannelIdentity, FileStream, MediaLimits, WebhookHealth
 from libs.messengers.telegram import live
+from libs.messengers.telegram.buttons import callback_update, inline_keyboard, keyboard_text, webhook_answer
 from libs.messengers.telegram.live import quoted, reaction_update
 from libs.messengers.telegram.reactions import telegram_reaction
 from libs.observability.metrics import count_rate_limited
@@ -139,6 +140,8 @@ def parse_update(body: bytes, connection_id: str) -> events_pb2.InboundMessage |
         return _membership(read, update, body, connection_id)
     if "message_reaction" in update:
         return reaction_update(read, update, body, connection_id)
+    if "callback_query" in update:  # a tap on a button of the bot's message
+        return callback_update(read, update, body, connection_id, update_id)
     # An edit carries the whole message again, same message_id, new content (reference §1).
     kind = next((key for key in ("message", "edited_message") if key in update), None)
     if kind is None:
@@ -610,6 +613,10 @@ class TelegramBotClient:
         """Send canonical content; returns Telegram's message_id. Files are sent as `media.MediaSender` does,
         within `upload_limit` (the Bot API server's; the cloud's 50 MB by default)."""
         kind = content.WhichOneof("body")
+        if kind == "text" and content.text.HasField("choices"):
+            keyboard: dict[str, Any] = {"chat_id": chat_id, "text": keyboard_text(content.text)}
+            keyboard["reply_markup"] = inline_keyboard(content.text.choices)
+            return await self._send("sendMessage", keyboard, reply_to_message_id)
         if kind == "text":
             return await self.send_text(chat_id, content.text.body, reply_to_message_id)
         if kind == "location":
@@ -687,7 +694,7 @@ class TelegramBotClient:
 
 # What the bridge subscribes to: messages, their edits, block/unblock (my_chat_member), and reactions,
 # which Telegram sends only to a webhook that names them here.
-ALLOWED_UPDATES = ["message", "edited_message", "my_chat_member", "message_reaction"]
+ALLOWED_UPDATES = ["message", "edited_message", "my_chat_member", "message_reaction", "callback_query"]
 
 
 class TelegramAdapter:
@@ -709,6 +716,10 @@ class TelegramAdapter:
     def parse_webhook(self, body: bytes, connection_id: str) -> list[events_pb2.InboundMessage]:
         event = parse_update(body, connection_id)
         return [] if event is None else [event]
+
+    def webhook_answer(self, events: Sequence[events_pb2.InboundMessage]) -> dict[str, Any] | None:
+        """A tap on a button is answered in the webhook's answer (`answerCallbackQuery`, see `buttons`)."""
+        return webhook_answer(events)
 
     async def check_credentials(self, http: httpx.AsyncClient, base_url: str, token: str) -> ChannelIdentity:
         me = await TelegramBotClient(base_url, token, http).get_me()

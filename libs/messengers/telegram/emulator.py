@@ -26,6 +26,7 @@ from libs.emulation.app import emulator_app, emulator_arguments, serve
 from libs.emulation.middleware import CONTROL_PREFIX
 from libs.messengers.telegram.adapter import CHAT_ACTIONS
 from libs.messengers.telegram.emulator_albums import send_media_group
+from libs.messengers.telegram.emulator_buttons import answer_callback_query, button_routes, reply_markup
 from libs.messengers.telegram.emulator_files import FileRefused, file_routes
 from libs.messengers.telegram.emulator_live import LIVE_METHODS, live_routes
 from libs.messengers.telegram.emulator_state import (
@@ -323,6 +324,7 @@ async def _send_message(state: TelegramState, bot: Bot, params: _Params) -> Any:
     if preview is not None and not isinstance(preview, dict):
         raise TelegramApiError(400, "Bad Request: can't parse link preview options JSON object")
     reply_to = _reply_target(chat, params)
+    markup = reply_markup(params)
     _admit(state, bot, chat)
     content: dict[str, Any] = {"text": text}
     links = _url_entities(text)
@@ -330,6 +332,8 @@ async def _send_message(state: TelegramState, bot: Bot, params: _Params) -> Any:
         content["entities"] = links
     if preview:  # the Message carries the options only when they were changed
         content["link_preview_options"] = preview
+    if markup is not None and "inline_keyboard" in markup:  # a Message shows only an inline keyboard
+        content["reply_markup"] = markup
     return state.bot_message(bot, chat, "sendMessage", content, reply_to)
 
 
@@ -454,6 +458,7 @@ METHODS: dict[str, Handler] = {
     "getfile": _get_file,
     **{name: _media_method(name) for name in MEDIA_METHODS},
     "sendmediagroup": _send_media_group,
+    "answercallbackquery": answer_callback_query,
 }
 
 
@@ -649,6 +654,7 @@ def create_telegram_emulator(state: TelegramState | None = None) -> TelegramEmul
     routes = [
         *_emulator_routes(state),
         *live_routes(state),
+        *button_routes(state),
         *file_routes(state),
         *upload_routes(state),
         Route("/bot{token}/{method}", api, methods=["GET", "POST"]),

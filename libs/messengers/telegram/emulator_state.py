@@ -17,7 +17,7 @@ import string
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -25,6 +25,9 @@ from libs.emulation import FaultInjector, RequestLog
 from libs.messengers.telegram.emulator_files import FileStore
 from libs.messengers.telegram.emulator_uploads import UploadLog
 from libs.messengers.telegram.flood import FloodControl, FloodLimits
+
+if TYPE_CHECKING:
+    from libs.messengers.telegram.emulator_buttons import CallbackQuery
 
 WEBHOOK_AUTH_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 _TOKEN_ALPHABET = string.ascii_letters + string.digits + "_-"
@@ -234,6 +237,8 @@ class TelegramState:
         # What bots changed after sending (editMessageText / editMessageCaption) and their reactions.
         self.edits: list[SentMessage] = []
         self.reactions: list[BotReaction] = []
+        # Taps on bots' callback buttons, by query id, and whether the bot answered (emulator_buttons).
+        self.callback_queries: dict[str, CallbackQuery] = {}
 
     # -- bots -------------------------------------------------------------------------------------------
 
@@ -524,7 +529,7 @@ class TelegramState:
             head = bot.queue[0]
             if head.attempts == 0:
                 head.first_attempt_at = time.monotonic()
-            status, error = await self._post(bot.webhook_url, bot.secret_token, head.update)
+            status, error = await self._post(bot, head.update)
             head.attempts += 1
             self._finish(head, status, error)
             delivered = status is not None and 200 <= status < 300
@@ -544,12 +549,12 @@ class TelegramState:
                 await asyncio.wait_for(bot.wake.wait(), delay)
             delay = min(self.retry_max_s, delay * 2)
 
-    async def _post(self, url: str, secret: str, update: dict[str, Any]) -> tuple[int | None, str | None]:
+    async def _post(self, bot: Bot, update: dict[str, Any]) -> tuple[int | None, str | None]:
         headers = {"Content-Type": "application/json"}
-        if secret:
-            headers[WEBHOOK_AUTH_HEADER] = secret
+        if bot.secret_token:
+            headers[WEBHOOK_AUTH_HEADER] = bot.secret_token
         try:
-            response = await self._http.post(url, content=json.dumps(update).encode(), headers=headers)
+            response = await self._http.post(bot.webhook_url, content=json.dumps(update).encode(), headers=headers)
         except httpx.TimeoutException:
             return None, "Read timeout expired"
         except httpx.ConnectError:
@@ -557,6 +562,10 @@ class TelegramState:
         except Exception as exc:  # anything else must not kill the bot's delivery worker
             return None, f"Failed to deliver the update ({type(exc).__name__})"
         if 200 <= response.status_code < 300:
+            # Imported here: the buttons module builds on this state.
+            from libs.messengers.telegram.emulator_buttons import webhook_reply
+
+            webhook_reply(self, bot, response.content)  # a method given as the answer runs
             return response.status_code, None
         return response.status_code, f"Wrong response from the webhook: {response.status_code} {response.reason_phrase}"
 

@@ -23,21 +23,27 @@ import httpx
 from kommo_bridge.events.v1 import content_pb2, events_pb2
 
 from libs.errors import AuthError, BadRequestError, CredentialRejectedError, MissingCredentialError, NotFoundError
-from libs.messengers.registry import ChannelIdentity, FileStream, MediaLimits, WebhookHealth
+from libs.messengers.registry import ChannelIdentity, FileStream, MediaLimits, SubmittedTemplate, WebhookHealth
 from libs.messengers.whatsapp.cloud_api import CloudCredentials, GraphClient
 from libs.messengers.whatsapp.inbound import parse_notification
 from libs.messengers.whatsapp.media import open_download, whatsapp_media_limits
 from libs.messengers.whatsapp.outbound import OutboundSender, edit_refused
-from libs.messengers.whatsapp.templates import kommo_template
+from libs.messengers.whatsapp.pacing import SendPacing, SendRates
+from libs.messengers.whatsapp.template_submission import submission
+from libs.messengers.whatsapp.templates import REVIEW_STATUSES, TemplateKey, kommo_template
 from libs.secret_names import MESSENGER_APP_SECRET
 
 if TYPE_CHECKING:
     from libs.config import Settings
+    from libs.ratelimit import SharedRateLimiter
 
 SIGNATURE_HEADER: Final = "X-Hub-Signature-256"
 SIGNATURE_PREFIX: Final = "sha256="
 VARIATION_SELECTOR: Final = "\ufe0f"
 CUSTOMER_SERVICE_WINDOW: Final = timedelta(hours=24)
+OTHER_ACCOUNT_CODE: Final = "whatsapp_token_other_account"
+"""A token Graph accepts that cannot reach the number or its business account (another business's token,
+or ids that do not belong together)."""
 E164_DIGITS: Final = range(7, 16)
 """How many digits a phone number in international form has (E.164: at most 15, the country code included)."""
 
@@ -106,6 +112,24 @@ class WhatsAppAdapter:
     delivery_receipts: bool = True
     service_window: timedelta = CUSTOMER_SERVICE_WINDOW
 
+    def __init__(self, pacing: SendPacing | None = None) -> None:
+        self._pacing = pacing
+
+    @property
+    def pacing(self) -> SendPacing | None:
+        """What its message sends wait for (messenger_sender's); None sends unpaced."""
+        return self._pacing
+
+    def paced(self, limiter: SharedRateLimiter, settings: Settings) -> WhatsAppAdapter:
+        """This adapter with every message waiting for its turn in the number's limits (see `pacing`)."""
+        rates = SendRates(
+            settings.whatsapp_send_rate,
+            settings.whatsapp_pair_rate,
+            settings.whatsapp_pair_burst,
+            settings.whatsapp_number_rates,
+        )
+        return WhatsAppAdapter(SendPacing(limiter, rates))
+
     def api_base_url(self, settings: Settings) -> str:
         return settings.whatsapp_graph_url
 
@@ -118,9 +142,8 @@ class WhatsAppAdapter:
     def parse_webhook(self, body: bytes, connection_id: str) -> list[events_pb2.InboundMessage]:
         return parse_notification(body, connection_id)
 
-    @staticmethod
-    def _client(http: httpx.AsyncClient, base_url: str, token: str) -> GraphClient:
-        return GraphClient(base_url, CloudCredentials.parse(token), http)
+    def _client(self, http: httpx.AsyncClient, base_url: str, token: str) -> GraphClient:
+        return GraphClient(base_url, CloudCredentials.parse(token), http, self._pacing)
 
     async def check_credentials(self, http: httpx.AsyncClient, base_url: str, token: str) -> ChannelIdentity:
         """The number behind the credential, and that it belongs to the business account named with it."""
@@ -130,13 +153,15 @@ class WhatsAppAdapter:
             numbers = await client.account_phone_numbers()
         except NotFoundError as exc:  # Graph's answer for an id the token may not see, too
             raise CredentialRejectedError(
-                f"whatsapp: the access token cannot reach this number or account ({exc})"
+                f"whatsapp: the access token cannot reach this number or account ({exc})",
+                code=OTHER_ACCOUNT_CODE,
             ) from None
         phone_number_id = client.credentials.phone_number_id
         if not any(str(n.get("id")) == phone_number_id for n in numbers):
             raise CredentialRejectedError(
                 f"whatsapp: phone number {phone_number_id} is not a number of business account "
-                f"{client.credentials.waba_id}"
+                f"{client.credentials.waba_id}",
+                code=OTHER_ACCOUNT_CODE,
             )
         name = str(number.get("verified_name") or "")
         phone = str(number.get("display_phone_number") or "")
@@ -227,11 +252,31 @@ class WhatsAppAdapter:
         """A business writes first to a phone number; the client's webhooks then name them by this `wa_id`."""
         return wa_id_for_phone(phone)
 
+    def renewed_credential(self, stored: str, token: str) -> str:
+        """The connection's number and business account ids with a new access token (a fixed credential)."""
+        credentials = CloudCredentials.parse(stored)
+        return CloudCredentials(credentials.phone_number_id, credentials.waba_id, token.strip()).encode()
+
+    def client_ids(self, event: events_pb2.InboundMessage) -> tuple[str, str]:
+        """The `wa_id` (or the BSUID when the webhook has no number) and the BSUID (libs/.../inbound.py)."""
+        return event.chat_id, event.sender.platform_user_id
+
     async def templates(self, http: httpx.AsyncClient, base_url: str, token: str) -> list[events_pb2.PlatformTemplate]:
         """The business account's message templates as Kommo's chat templates keep them."""
         client = self._client(http, base_url, token)
         found = [kommo_template(client.credentials.waba_id, t) for t in await client.templates()]
         return [t for t in found if t is not None]
+
+    async def submit_template(
+        self, http: httpx.AsyncClient, base_url: str, token: str, template: events_pb2.PlatformTemplate, fallback: str
+    ) -> SubmittedTemplate:
+        """Kommo's chat template submitted for Meta's review (`POST /{waba-id}/message_templates`)."""
+        client = self._client(http, base_url, token)
+        body, markers = submission(template, fallback)
+        created = await client.create_template(body)
+        status = REVIEW_STATUSES.get(str(created.get("status", "PENDING")).upper(), "review")
+        key = TemplateKey(client.credentials.waba_id, body["name"], body["language"])
+        return SubmittedTemplate(str(created.get("id", "")), key.external_id, status, markers)
 
     async def file_size(self, http: httpx.AsyncClient, base_url: str, token: str, file_ref: str) -> int | None:
         """`GET /{media-id}`: webhooks carry no size, Graph's media node does (no download needed)."""

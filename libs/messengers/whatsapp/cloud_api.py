@@ -16,9 +16,10 @@ from typing import Any, Final
 
 import httpx
 
-from libs.errors import CredentialRejectedError, PermanentError
+from libs.errors import CredentialRejectedError, PermanentError, RateLimitedError
 from libs.media.multipart import MultipartBody
 from libs.messengers.whatsapp.graph_errors import failure
+from libs.messengers.whatsapp.pacing import SendPacing
 
 # How long a call carrying a file may take to be answered once sent (Graph answers an upload once stored).
 UPLOAD_ANSWER_TIMEOUT_S: Final = 120.0
@@ -76,10 +77,13 @@ class MediaInfo:
 class GraphClient:
     """Calls Graph for one number. `http` is shared and owned by the caller (timeouts, pooling)."""
 
-    def __init__(self, base_url: str, credentials: CloudCredentials, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self, base_url: str, credentials: CloudCredentials, http: httpx.AsyncClient, pacing: SendPacing | None = None
+    ) -> None:
         self._base_url = base_url.rstrip("/")
         self.credentials = credentials
         self._http = http
+        self._pacing = pacing  # messenger_sender's: each message waits for its turn in the number's limits
 
     def __repr__(self) -> str:
         return f"GraphClient(base_url={self._base_url!r}, phone_number_id={self.credentials.phone_number_id!r})"
@@ -166,7 +170,15 @@ class GraphClient:
         """POST /{phone-number-id}/messages; returns the message's id (`wamid.…`). Accepted is not delivered:
         a `failed` status may still follow (e.g. 131047 outside the 24-hour window)."""
         body = {"messaging_product": "whatsapp", "recipient_type": "individual", **payload}
-        data = await self.call(operation, "POST", f"{self.credentials.phone_number_id}/messages", json=body)
+        phone_number_id, client = self.credentials.phone_number_id, str(payload.get("to") or payload.get("recipient"))
+        if self._pacing is not None:
+            await self._pacing.before_send(phone_number_id, client)
+        try:
+            data = await self.call(operation, "POST", f"{phone_number_id}/messages", json=body)
+        except RateLimitedError as exc:
+            if self._pacing is not None:
+                await self._pacing.refused(phone_number_id, client, exc)
+            raise
         messages = data.get("messages")
         first = messages[0] if isinstance(messages, list) and messages else None
         wamid = first.get("id") if isinstance(first, dict) else None
@@ -230,7 +242,16 @@ class GraphClient:
 
     async def templates(
         self,
-        fields: tuple[str, ...] = ("id", "name", "status", "category", "language", "components"),
+        fields: tuple[str, ...] = (
+            "id",
+            "name",
+            "status",
+            "category",
+            "language",
+            "components",
+            "parameter_format",
+            "rejected_reason",
+        ),
         status: str = "",
     ) -> list[dict[str, Any]]:
         """Every template of the business account (`GET /{waba-id}/message_templates`), page after page."""
@@ -256,3 +277,17 @@ class GraphClient:
         return await self.call(
             "create template", "POST", f"{self.credentials.waba_id}/message_templates", json=template
         )
+
+    async def template(self, name: str, language: str) -> dict[str, Any] | None:
+        """One template of the business account as Graph lists it (header, body, buttons, parameter format);
+        None when the account has none of that name in that language."""
+        params = {
+            "fields": "id,name,status,category,language,parameter_format,components",
+            "name": name,
+            "language": language,
+            "limit": str(TEMPLATE_PAGE_SIZE),
+        }
+        data = await self.call("template", "GET", f"{self.credentials.waba_id}/message_templates", params=params)
+        page = data.get("data")
+        found = [t for t in page if isinstance(t, dict)] if isinstance(page, list) else []
+        return next((t for t in found if t.get("name") == name and t.get("language") == language), None)

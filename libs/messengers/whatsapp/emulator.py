@@ -30,6 +30,7 @@ from libs.emulation.app import emulator_app, emulator_arguments, serve
 from libs.emulation.middleware import CONTROL_PREFIX
 from libs.messengers.whatsapp import emulator_messages as messages
 from libs.messengers.whatsapp.emulator_errors import GraphApiError, invalid_parameter, unknown_object
+from libs.messengers.whatsapp.emulator_interactive import tap_message
 from libs.messengers.whatsapp.emulator_media import LOOKASIDE_PATH, MediaRefused
 from libs.messengers.whatsapp.emulator_state import (
     Client,
@@ -352,6 +353,7 @@ def _client_json(client: Client) -> dict[str, Any]:
         "wa_id": client.wa_id,
         "name": client.name,
         "username": client.username,
+        "number_hidden": client.number_hidden,
         "key": client.key,
         "reachable": client.reachable,
         "online": client.online,
@@ -503,6 +505,8 @@ def _emulator_routes(state: WhatsAppState) -> list[Route]:
             if not isinstance(blocked, list) or not all(isinstance(b, str) for b in blocked):
                 raise _ControlError(400, "blocked must list phone number ids")
             client.blocked = set(blocked)
+        if data.get("hide_number") is True:
+            state.hide_number(client, _str(data, "username"))
         if data.get("online") is True and not client.online:
             await state.client_comes_online(client)
         elif data.get("online") is False:
@@ -518,6 +522,14 @@ def _emulator_routes(state: WhatsAppState) -> list[Route]:
         stored, delivery = await state.client_sends(number.id, user_of(data), contents)
         return _results(stored, delivery)
 
+    async def user_number(request: Request) -> Response:
+        """The user changes their number (`{phone_number_id, user, new_wa_id}`): the business is told."""
+        data = await _json(request)
+        number = number_of(data)
+        client = user_of(data)
+        delivery = await state.change_number(number.id, client, _str(data, "new_wa_id"))
+        return JSONResponse({"user": _client_json(client), "delivery": delivery.to_json()})
+
     async def user_react(request: Request) -> Response:
         data = await _json(request)
         number = number_of(data)
@@ -525,6 +537,16 @@ def _emulator_routes(state: WhatsAppState) -> list[Route]:
         stored, delivery = await state.client_sends(
             number.id, user_of(data), [{"type": "reaction", "reaction": reaction}]
         )
+        return _results(stored, delivery)
+
+    async def user_tap(request: Request) -> Response:
+        """The user chooses a reply button or list row (`choice`: its id) of an interactive message they got
+        (`message_id`): the reply is notified, quoting that message."""
+        data = await _json(request)
+        number = number_of(data)
+        client = user_of(data)
+        reply = tap_message(state, number, client, _str(data, "message_id"), _str(data, "choice"))
+        stored, delivery = await state.client_sends(number.id, client, [reply])
         return _results(stored, delivery)
 
     async def user_edit(request: Request) -> Response:
@@ -598,7 +620,7 @@ def _emulator_routes(state: WhatsAppState) -> list[Route]:
     async def limits(request: Request) -> Response:
         if request.method == "PUT":
             state.limits.configure(state.limits.limits.updated(await _json(request)))
-        return JSONResponse(state.limits.limits.to_json())
+        return JSONResponse({**state.limits.limits.to_json(), "refused": state.limits.refusals()})
 
     async def errors(request: Request) -> Response:
         if request.method == "DELETE":
@@ -679,6 +701,8 @@ def _emulator_routes(state: WhatsAppState) -> list[Route]:
         Route(p + "users", _control(users), methods=["GET", "POST"]),
         Route(p + "users/messages", _control(user_messages), methods=["POST"]),
         Route(p + "users/react", _control(user_react), methods=["POST"]),
+        Route(p + "users/tap", _control(user_tap), methods=["POST"]),
+        Route(p + "users/number", _control(user_number), methods=["POST"]),
         Route(p + "users/edit", _control(user_edit), methods=["POST"]),
         Route(p + "users/revoke", _control(user_revoke), methods=["POST"]),
         Route(p + "users/read", _control(user_read), methods=["POST"]),

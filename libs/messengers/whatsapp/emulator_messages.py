@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from libs.messengers.whatsapp.emulator_errors import GraphApiError, invalid_parameter
+from libs.messengers.whatsapp.emulator_interactive import check_interactive
 from libs.messengers.whatsapp.emulator_media import SIZE_LIMITS, MediaRefused, StoredMedia
 from libs.messengers.whatsapp.emulator_state import (
     TYPING_S,
@@ -172,59 +173,6 @@ def _contacts(contacts: object) -> None:
             raise invalid_parameter("Param contacts[]['phones'] must be an array of {phone}")
 
 
-def _interactive(interactive: object) -> None:
-    """Reply buttons and lists, within their limits (reference §2)."""
-    if not isinstance(interactive, dict):
-        raise invalid_parameter("Param interactive must be an object")
-    kind = interactive.get("type")
-    body, footer, action = interactive.get("body"), interactive.get("footer"), interactive.get("action")
-    if kind not in ("button", "list", "cta_url", "flow", "product", "product_list", "location_request_message"):
-        raise invalid_parameter("Param interactive['type'] is not a supported type")
-    if not isinstance(body, dict):
-        raise invalid_parameter("Param interactive['body'] is required")
-    _text(body.get("text"), "interactive['body']['text']", 1024)
-    if footer is not None:
-        _text(footer.get("text") if isinstance(footer, dict) else None, "interactive['footer']['text']", 60)
-    if not isinstance(action, dict):
-        raise invalid_parameter("Param interactive['action'] is required")
-    if kind == "button":
-        buttons = action.get("buttons")
-        if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:
-            raise _not_valid("interactive['action']['buttons'] must hold 1 to 3 buttons")
-        ids: set[str] = set()
-        for button in buttons:
-            reply = button.get("reply") if isinstance(button, dict) and button.get("type") == "reply" else None
-            if not isinstance(reply, dict):
-                raise _not_valid("each button is {type: reply, reply: {id, title}}")
-            ids.add(_text(reply.get("id"), "button id", 256))
-            _text(reply.get("title"), "button title", 20)
-        if len(ids) != len(buttons):
-            raise _not_valid("button ids must be unique")
-    elif kind == "list":
-        _text(action.get("button"), "interactive['action']['button']", 20)
-        sections = action.get("sections")
-        if not isinstance(sections, list) or not 1 <= len(sections) <= 10:
-            raise _not_valid("interactive['action']['sections'] must hold 1 to 10 sections")
-        row_ids: list[str] = []
-        for section in sections:
-            if not isinstance(section, dict):
-                raise _not_valid("each section is an object")
-            _text(section.get("title"), "section title", 24, required=len(sections) > 1)
-            rows = section.get("rows")
-            if not isinstance(rows, list) or not rows:
-                raise _not_valid("each section has rows")
-            for row in rows:
-                if not isinstance(row, dict):
-                    raise _not_valid("each row is an object")
-                row_ids.append(_text(row.get("id"), "row id", 200))
-                _text(row.get("title"), "row title", 24)
-                _text(row.get("description"), "row description", 72, required=False)
-        if len(row_ids) > 10:
-            raise _not_valid("a list holds at most 10 rows in total")
-        if len(set(row_ids)) != len(row_ids):
-            raise _not_valid("row ids must be unique")
-
-
 def _chat_message(state: WhatsAppState, number: PhoneNumber, recipient_key: str, wamid: object) -> StoredMessage:
     message = state.messages.get(wamid) if isinstance(wamid, str) else None
     if message is None or message.phone_number_id != number.id or message.client_key != recipient_key:
@@ -253,7 +201,7 @@ def check(state: WhatsAppState, number: PhoneNumber, body: Mapping[str, Any]) ->
     elif kind == "contacts":
         _contacts(content)
     elif kind == "interactive":
-        _interactive(content)
+        check_interactive(content)
     elif kind == "reaction":
         reaction = content if isinstance(content, dict) else {}
         if client is not None:

@@ -87,19 +87,27 @@ class Client:
     reachable: bool = True  # False: not on WhatsApp any more, or an old app (131026)
     online: bool = True  # False: messages stay "sent" until they come online
     blocked: set[str] = field(default_factory=set)  # phone number ids the user blocked
+    # Turned on a username later and hid their number: webhooks carry only the BSUID, but a business that
+    # knew the number may still send `to` it.
+    number_hidden: bool = False
 
     @property
     def key(self) -> str:
-        """The id the bridge knows them by: the phone number when there is one."""
+        """The id the emulator files their chats under: the phone number when there is one."""
         return self.wa_id or self.user_id
+
+    @property
+    def shown_wa_id(self) -> str:
+        """The number webhooks name them by ("" when they have none or hide it)."""
+        return "" if self.number_hidden else self.wa_id
 
     def contact(self) -> dict[str, Any]:
         profile: dict[str, Any] = {"name": self.name}
         if self.username:
             profile["username"] = self.username
         contact: dict[str, Any] = {"profile": profile}
-        if self.wa_id:
-            contact["wa_id"] = self.wa_id
+        if self.shown_wa_id:
+            contact["wa_id"] = self.shown_wa_id
         contact["user_id"] = self.user_id
         return contact
 
@@ -335,6 +343,50 @@ class WhatsAppState:
             raise KeyError(f"no WhatsApp user {key}")
         return client
 
+    def hide_number(self, client: Client, username: str) -> None:
+        """The user turns on a username and hides their number: from now on webhooks name them by BSUID."""
+        if not username:
+            raise ValueError("a user hides their number behind a username")
+        client.username = username
+        client.number_hidden = bool(client.wa_id)
+
+    async def change_number(self, phone_number_id: str, client: Client, new_wa_id: str) -> DeliveryResult:
+        """The user moves their account to a new number: WhatsApp tells the business with a `system` message
+        `user_changed_number` from the old number; their chat (and its 24-hour window) moves along."""
+        number = self.numbers.get(phone_number_id)
+        if number is None:
+            raise KeyError(f"no phone number {phone_number_id}")
+        if not new_wa_id.isdigit():
+            raise ValueError("new_wa_id is the phone number in digits")
+        if new_wa_id in self.clients:
+            raise ValueError(f"WhatsApp user {new_wa_id} exists")
+        if not client.wa_id:
+            raise ValueError("a user known by BSUID only has no number to change")
+        old_key, old_wa_id = client.key, client.wa_id
+        self.clients.pop(old_wa_id, None)
+        client.wa_id = new_wa_id
+        self.clients[new_wa_id] = client
+        for number_id, key in list(self.last_inbound):
+            if key == old_key:
+                self.last_inbound[(number_id, client.key)] = self.last_inbound.pop((number_id, key))
+        now = self.clock()
+        message: dict[str, Any] = {"from": old_wa_id} if not client.number_hidden else {}
+        message.update(
+            {
+                "from_user_id": client.user_id,
+                "id": new_wamid(),
+                "timestamp": str(int(now)),
+                "type": "system",
+                "system": {
+                    "body": f"{client.name} changed from {old_wa_id} to {new_wa_id}",
+                    "new_wa_id": new_wa_id,
+                    "type": "user_changed_number",
+                },
+            }
+        )
+        self.messages[message["id"]] = StoredMessage(message["id"], number.id, client.key, "in", "system", message, now)
+        return await self._notify(number, {"messages": [message]})
+
     # -- the 24-hour window ---------------------------------------------------------------------------
 
     def window_open(self, phone_number_id: str, client_key: str) -> bool:
@@ -368,8 +420,8 @@ class WhatsAppState:
                 raise ValueError("each message needs a type")
             wamid = new_wamid()
             message: dict[str, Any] = {}
-            if client.wa_id:
-                message["from"] = client.wa_id
+            if client.shown_wa_id:
+                message["from"] = client.shown_wa_id
             message.update({"from_user_id": client.user_id, "id": wamid, "timestamp": str(int(now))})
             message.update({k: v for k, v in content.items() if k not in ("from", "id", "timestamp")})
             record = StoredMessage(wamid, number.id, client.key, "in", kind, message, now)
@@ -440,8 +492,8 @@ class WhatsAppState:
         message.status = status
         message.statuses.append(status)
         entry: dict[str, Any] = {"id": message.wamid, "status": status, "timestamp": str(int(self.clock()))}
-        if client is not None and client.wa_id:
-            entry["recipient_id"] = client.wa_id
+        if client is not None and client.shown_wa_id:
+            entry["recipient_id"] = client.shown_wa_id
         elif client is None:
             entry["recipient_id"] = message.client_key
         if client is not None:

@@ -7,7 +7,8 @@ bridge to sync them and send them, and for tests to play Meta's review.
 - A review (control route) changes the status and notifies `message_template_status_update`.
 - Sending one checks what Meta checks: approved in that language (132001), not paused (132015) or
   disabled (132016), as many body parameters as the text has placeholders (132000), and a header
-  parameter of the header's format (132012).
+  parameter of the header's format (132012: a media header sent without its file too), and button components
+  naming the template's buttons (131009), a dynamic URL button's suffix given (131008).
 """
 
 from __future__ import annotations
@@ -138,7 +139,11 @@ class TemplateStore:
             raise invalid_parameter("a HEADER's format is TEXT, IMAGE, VIDEO, DOCUMENT or LOCATION")
         if self.find(waba_id, name, language) is not None:
             raise GraphApiError(
-                400, 100, "Invalid parameter", details=f"Content in {language} already exists for template {name}"
+                400,
+                100,
+                "Invalid parameter",
+                subcode=2388023,
+                details=f"Content in {language} already exists for template {name}",
             )
         template = Template(
             id=str(secrets.randbelow(9 * 10**15) + 10**15),
@@ -228,7 +233,52 @@ class TemplateStore:
         given = {str(c.get("type", "")).lower(): c for c in components if isinstance(c, dict)}
         self._check_body(template, given.get("body"))
         self._check_header(template, given.get("header"))
+        self._check_buttons(template, [c for c in components if isinstance(c, dict) and c.get("type") == "button"])
         return template
+
+    def _check_buttons(self, template: Template, given: list[dict[str, Any]]) -> None:
+        """Each button component names a button of the template by index and sub_type: a quick reply takes
+        one payload, a URL button with a placeholder exactly one text (its suffix), and must get it."""
+        buttons = (template.component("BUTTONS") or {}).get("buttons") or []
+        seen: set[int] = set()
+        for component in given:
+            index_text = str(component.get("index", ""))
+            sub_type = str(component.get("sub_type", "")).lower()
+            index = int(index_text) if index_text.isdigit() else -1
+            button = buttons[index] if 0 <= index < len(buttons) else None
+            if button is None or str(button.get("type", "")).lower() != sub_type or index in seen:
+                raise GraphApiError(
+                    400, 131009, "Parameter value is not valid",
+                    details=f"button at index {index_text} of type {sub_type or '?'} is not one of the template's",
+                )  # fmt: skip
+            seen.add(index)
+            parameters = self._parameters(component)
+            if sub_type == "quick_reply":
+                if len(parameters) != 1 or parameters[0].get("type") != "payload":
+                    raise GraphApiError(
+                        400, 132012, "Parameter format does not match format in the created template",
+                        details=f"button at index {index}: a quick reply takes one payload parameter",
+                    )  # fmt: skip
+            elif sub_type == "url":
+                expected = _POSITIONAL_RE.findall(str(button.get("url", "")))
+                if len(parameters) != len(expected):
+                    raise GraphApiError(
+                        400, 132000, "Number of parameters does not match the expected number of params",
+                        details=f"button at index {index}: number of params ({len(parameters)}) does not match "
+                        f"({len(expected)})",
+                    )  # fmt: skip
+                if any(p.get("type") != "text" or not p.get("text") for p in parameters):
+                    raise GraphApiError(
+                        400, 132012, "Parameter format does not match format in the created template",
+                        details=f"button at index {index}: a URL's suffix is a text parameter",
+                    )  # fmt: skip
+        for index, button in enumerate(buttons):
+            dynamic = str(button.get("type", "")).upper() == "URL" and _POSITIONAL_RE.search(str(button.get("url", "")))
+            if dynamic and index not in seen:
+                raise GraphApiError(
+                    400, 131008, "Required parameter is missing",
+                    details=f"button at index {index} of type Url requires a parameter",
+                )  # fmt: skip
 
     @staticmethod
     def _parameters(component: Mapping[str, Any] | None) -> list[dict[str, Any]]:

@@ -9,6 +9,9 @@ never on the HTTP status, and both name the reason a manager reads (libs.status_
 - 131026 the number cannot receive it (not on WhatsApp, old app, blocked): Kommo's 904;
 - 1320xx the template was refused, with what was wrong with it;
 - 130429 / 131056 / 4 / 80007 and HTTP 429: throughput, pair-rate and app limits, retried after a pause;
+  the same codes in a `failed` status (Meta took the message, then held it back) are not sent again by
+  the bridge: the status comes after later messages of the conversation may have gone, so a copy sent
+  now would arrive out of order; Kommo shows an error saying why and to send it again (`sending_limited`);
 - 0 / 104 / 190 and HTTP 401 the access token, 10 / 200-299 its permissions: the credential.
 """
 
@@ -33,6 +36,7 @@ from libs.errors import (
     RetryableError,
     TimedOutError,
 )
+from libs.messengers.whatsapp.pacing import PAIR_RATE_REFUSED, THROUGHPUT_REFUSED
 from libs.observability.metrics import count_rate_limited
 
 PLATFORM: Final = "whatsapp"
@@ -111,6 +115,8 @@ def reason_of(error: GraphError) -> tuple[str, dict[str, str]]:
     if error.code in TEMPLATE_CODES:
         detail = _TEMPLATE_DETAILS.get(error.code, error.detail)
         return status_texts.TEMPLATE_REFUSED, {"platform": PLATFORM, "detail": detail}
+    if error.code in _RATE_LIMIT_PAUSES_S:  # only ever in a `failed` status: a refused call is retried
+        return status_texts.SENDING_LIMITED, {"platform": PLATFORM}
     return status_texts.PLATFORM_REFUSED, {"platform": PLATFORM, "detail": error.detail}
 
 
@@ -154,7 +160,9 @@ def failure(operation: str, outcome: httpx.Response | Exception, token: str = ""
     if error.code in _RATE_LIMIT_PAUSES_S or status == 429:
         count_rate_limited(PLATFORM)
         pause = retry_after(outcome) or _RATE_LIMIT_PAUSES_S.get(error.code, _HTTP_429_PAUSE_S)
-        return RateLimitedError(message, retry_after=pause)
+        # Which limit it was decides whose sends wait (libs/messengers/whatsapp/pacing.py).
+        limit = PAIR_RATE_REFUSED if error.code == PAIR_RATE_LIMIT else THROUGHPUT_REFUSED
+        return RateLimitedError(message, retry_after=pause, code=limit)
     if status == 401 or (error.code in _TOKEN_CODES and status < 500):
         return CredentialRejectedError(f"{where}: the access token was rejected ({error.code} {error.detail})")
     if error.code in _PERMISSION_CODES:

@@ -8,8 +8,10 @@ Meta lists them; a template review (`message_template_status_update`) becomes on
 
 Who the client is: `from` / `contacts[].wa_id` is their phone number; `from_user_id` /
 `contacts[].user_id` is the business-scoped user id (BSUID) that users who hide their number behind a
-username have instead. The chat and sender id is the phone number when there is one, so a client known by
-both keeps one id; the BSUID otherwise. Event ids: `whatsapp:<connection>:<wamid>` for a message,
+username have instead. The chat and sender id is the phone number when there is one, the BSUID otherwise;
+the BSUID also travels as `sender.platform_user_id`, so the router can keep a client who later hides their
+number, or changes it (`system.user_changed_number`, an `address_changed` event), in one conversation
+(services/router/identities.py). Event ids: `whatsapp:<connection>:<wamid>` for a message,
 `...:<wamid>:<status>:<timestamp>` for a status (Meta sends statuses twice and out of order).
 """
 
@@ -31,6 +33,11 @@ DELETED_NOTE: Final = "[The client deleted this message]"
 """What a message the client deleted for everyone (`revoke`) becomes in Kommo: an edit of it, so the
 chat shows what the client's WhatsApp shows."""
 
+UNSUPPORTED_NOTE: Final = (
+    "[The client sent a kind of message WhatsApp does not pass on to businesses: ask them to send it another way]"
+)
+"""What the manager reads for an `unsupported` message that does not say what it was (131051)."""
+
 _STATES: Final[Mapping[str, events_pb2.DeliveryState.ValueType]] = {
     "sent": events_pb2.DELIVERY_STATE_SENT,
     "delivered": events_pb2.DELIVERY_STATE_DELIVERED,
@@ -44,9 +51,11 @@ _MEDIA_KINDS: Final[Mapping[str, content_pb2.MediaKind.ValueType]] = {
     "document": content_pb2.MEDIA_KIND_FILE,
     "audio": content_pb2.MEDIA_KIND_AUDIO,
 }
-# Messages that say something about the chat rather than to the manager (a number change, a first
-# opening of the chat): no event yet.
+# Messages that say something about the chat rather than to the manager (a first opening of the chat, a
+# system note other than a number change): no event.
 _SILENT_TYPES: Final = frozenset({"system", "request_welcome"})
+NUMBER_CHANGED: Final = "user_changed_number"
+
 # Where the message a client replies to is named, and the flags that mean a forward rather than a reply.
 _FORWARD_FLAGS: Final = ("forwarded", "frequently_forwarded")
 
@@ -182,6 +191,7 @@ class _Value:
             name=self.read.str_(profile, "name", f"{self.path}.contacts[].profile"),
             username=self.read.str_(profile, "username", f"{self.path}.contacts[].profile"),
             phone=f"+{wa_id}" if wa_id.isdigit() else "",
+            platform_user_id=user_id,
         )
 
     # -- messages -------------------------------------------------------------------------------------
@@ -190,7 +200,8 @@ class _Value:
         read = self.read
         wamid = read.nonempty_str(message, "id", path)
         kind = read.nonempty_str(message, "type", path)
-        if kind in _SILENT_TYPES:
+        new_address = self.number_change(message, path) if kind == "system" else None
+        if kind in _SILENT_TYPES and new_address is None:
             return None
         client_id, profile = self.client(
             read.str_(message, "from", path), read.str_(message, "from_user_id", path), path
@@ -206,6 +217,9 @@ class _Value:
             sent_at_ms=read.timestamp_ms(message, path),
             raw=_raw(message),
         )
+        if new_address is not None:
+            event.address_changed.CopyFrom(new_address)
+            return event
         if kind == "reaction":
             reaction = read.obj(message, "reaction", path)
             target = read.nonempty_str(reaction, "message_id", f"{path}.reaction")
@@ -233,6 +247,18 @@ class _Value:
         if isinstance(context, dict) and not any(context.get(flag) for flag in _FORWARD_FLAGS):
             event.reply_to_platform_message_id = read.str_(context, "id", f"{path}.context")
         return event
+
+    def number_change(self, message: Mapping[str, Any], path: str) -> events_pb2.ClientAddressChange | None:
+        """`system{type: "user_changed_number", new_wa_id}` (the old number in `from`; webhooks v12 and later
+        name the new number `wa_id`): the client's new address; None for other system notes."""
+        system = message.get("system")
+        if not isinstance(system, dict) or self.read.str_(system, "type", f"{path}.system") != NUMBER_CHANGED:
+            return None
+        field = "new_wa_id" if system.get("new_wa_id") else "wa_id"
+        new_wa_id = self.read.nonempty_str(system, field, f"{path}.system")
+        if not new_wa_id.isdigit():
+            raise self.read.fail(f"{path}.system.{field}", "a phone number in digits", new_wa_id)
+        return events_pb2.ClientAddressChange(new_chat_id=new_wa_id, new_phone=f"+{new_wa_id}")
 
     def content(self, message: Mapping[str, Any], kind: str, path: str) -> content_pb2.Content:
         read = self.read
@@ -278,7 +304,9 @@ class _Value:
         # Never drop a client's message silently: the manager sees that something arrived.
         unsupported = message.get("unsupported")
         what = unsupported.get("type") if isinstance(unsupported, dict) else None
-        return _text(f"[unsupported WhatsApp message: {what if isinstance(what, str) and what else kind}]")
+        if isinstance(what, str) and what:
+            return _text(f"[unsupported WhatsApp message: {what}]")
+        return _text(UNSUPPORTED_NOTE if kind == "unsupported" else f"[unsupported WhatsApp message: {kind}]")
 
     def media(self, media: Mapping[str, Any], kind: str, path: str) -> content_pb2.Content:
         read = self.read

@@ -1,7 +1,7 @@
 """A manager's message into WhatsApp messages (reference/messenger-apis.md §2, "Outbound").
 
-Text (with a link preview when it holds a link), files (see `media`), locations, contacts, approved
-templates (see `templates`), each as a reply
+Text (with a link preview when it holds a link), a text with buttons or a list (see `interactive`), files
+(see `media`), locations, contacts, approved templates (see `templates`), each as a reply
 when the manager quoted a client's message (`context.message_id`); reactions; and the refusal of edits,
 which WhatsApp does not let a business make.
 """
@@ -21,8 +21,9 @@ from libs.errors import BadRequestError, BridgeError, PermanentError, RetryableE
 from libs.media.outbound_files import OutboundFile
 from libs.messengers.whatsapp.cloud_api import GraphClient, recipient_field
 from libs.messengers.whatsapp.graph_errors import PLATFORM
+from libs.messengers.whatsapp.interactive import interactive_object
 from libs.messengers.whatsapp.media import DOCUMENT_LIMIT, MediaPreparer, outbound_file
-from libs.messengers.whatsapp.templates import template_message
+from libs.messengers.whatsapp.templates import TemplateKey, header_media_format, header_media_missing, template_message
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,9 @@ class OutboundSender:
     async def send(self, chat_id: str, content: content_pb2.Content, reply_to: str = "") -> str:
         """Send to the client; returns the message's id (`wamid.…`)."""
         kind = content.WhichOneof("body")
+        if kind == "text" and content.text.HasField("choices"):
+            interactive = interactive_object(content.text)
+            return await self._client.send(self._message(chat_id, "interactive", interactive, reply_to))
         if kind == "text":
             return await self._client.send(self._message(chat_id, "text", _text_object(content.text.body), reply_to))
         if kind == "location":
@@ -88,7 +92,7 @@ class OutboundSender:
         if kind in ("media", "sticker"):
             return await self._send_file(chat_id, outbound_file(content), reply_to)
         if kind == "template":  # allowed outside the 24-hour window: that is what templates are for
-            message = self._message(chat_id, "template", template_message(content.template), reply_to)
+            message = self._message(chat_id, "template", await self._template(content.template), reply_to)
             return await self._client.send(message, "send template")
         if kind is None:
             raise BadRequestError("whatsapp: the content to send is empty")
@@ -97,6 +101,22 @@ class OutboundSender:
             reason=status_texts.TYPE_UNSUPPORTED,
             reason_args={"type": kind, "platform": PLATFORM},
         )
+
+    async def _template(self, template: content_pb2.Template) -> dict[str, Any]:
+        """The template as Meta has it decides the components; a header's file goes by link or upload, like
+        any file (checked first: a template needing one and given none is refused without a call)."""
+        key = TemplateKey.parse(template.external_id)
+        definition = await self._client.template(key.name, key.language)
+        media_kind = header_media_format(definition)
+        header_media: dict[str, object] | None = None
+        if media_kind and not template.HasField("header_media"):
+            raise header_media_missing(template, media_kind)
+        if media_kind:
+            prepared = await self._media.prepare(outbound_file(content_pb2.Content(media=template.header_media)))
+            header_media = {k: v for k, v in prepared.media.items() if k in ("link", "id", "filename")}
+            if media_kind != "document":
+                header_media.pop("filename", None)
+        return template_message(template, definition, header_media)
 
     async def _send_file(self, chat_id: str, file: OutboundFile, reply_to: str) -> str:
         prepared = await self._media.prepare(file)

@@ -41,6 +41,8 @@ REVIEW_STATUSES: Final[Mapping[str, str]] = {
 }
 CATEGORIES: Final = frozenset({"MARKETING", "UTILITY", "AUTHENTICATION"})
 HEADER_LIMIT: Final = 60
+MEDIA_HEADER_FORMATS: Final = frozenset({"IMAGE", "VIDEO", "DOCUMENT"})
+PAYLOAD_LIMIT: Final = 128
 _PLACEHOLDER_RE: Final = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*\}\}")
 _KEY_PARTS: Final = 3
 
@@ -158,22 +160,110 @@ def _refused(detail: str) -> PermanentError:
     )
 
 
-def template_message(template: content_pb2.Template) -> dict[str, Any]:
-    """The `template` object of a send: name, language and the body's parameters from the hook's params."""
-    key = TemplateKey.parse(template.external_id)
-    values = {p.key.replace(" ", ""): p.value for p in template.params}
-    names = placeholders(template.content)
+def _values(template: content_pb2.Template) -> dict[str, str]:
+    return {p.key.replace(" ", ""): p.value for p in template.params}
+
+
+def _text_parameters(
+    text: str, values: Mapping[str, str], *, named: bool, where: str, component: str
+) -> list[dict[str, Any]]:
+    """The parameters filling `text`'s placeholders, in Meta's order, each valued from the hook's params:
+    by `<component>:{{n}}` where the component numbers its own (a template submitted from Kommo), else by
+    the marker itself."""
     parameters: list[dict[str, Any]] = []
-    named = bool(names) and not all(name.isdigit() for name in names)
-    for name in names:
-        value = values.get(marker(name))
+    for name in placeholders(text):
+        value = values.get(f"{component}:{marker(name)}") or values.get(marker(name))
         if not value:
-            raise _refused(f"no value for {marker(name)}")
+            raise _refused(f"no value for {marker(name)} in the {where}")
         parameter: dict[str, Any] = {"type": "text", "text": value}
         if named:
             parameter["parameter_name"] = name
         parameters.append(parameter)
+    return parameters
+
+
+def header_media_format(definition: Mapping[str, Any] | None) -> str:
+    """`image`, `video` or `document` when the template's header is a file (its parameter's type), else ""."""
+    header_format = str(_component(definition or {}, "HEADER").get("format", "")).upper()
+    return header_format.lower() if header_format in MEDIA_HEADER_FORMATS else ""
+
+
+def header_media_missing(template: content_pb2.Template, kind: str) -> PermanentError:
+    """A template that starts with a file was sent without one: Meta would refuse it (132012)."""
+    name = TemplateKey.parse(template.external_id).name
+    return PermanentError(
+        f"whatsapp template {name}: its header is a {kind} and the message carries no file",
+        reason=status_texts.TEMPLATE_HEADER_MEDIA_MISSING,
+        reason_args={"platform": PLATFORM, "name": name, "kind": kind},
+    )
+
+
+def _button(sub_type: str, index: int, parameters: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "button", "sub_type": sub_type, "index": str(index), "parameters": parameters}
+
+
+def _button_components(definition: Mapping[str, Any], values: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Quick replies carry a payload (their text), which comes back with the client's tap as the reply's
+    `callback_data`; a URL button with a placeholder gets its suffix from the params by that marker."""
+    components: list[dict[str, Any]] = []
+    for index, button in enumerate(_component(definition, "BUTTONS").get("buttons") or []):
+        if not isinstance(button, dict):
+            continue
+        kind = str(button.get("type", "")).upper()
+        if kind == "QUICK_REPLY":
+            payload = str(button.get("text", ""))[:PAYLOAD_LIMIT] or str(index)
+            parameters = [{"type": "payload", "payload": payload}]
+            components.append(_button("quick_reply", index, parameters))
+        elif kind == "URL" and placeholders(str(button.get("url", ""))):
+            text_parameters = _text_parameters(
+                str(button["url"]), values, named=False, where=f"button {index}'s link", component=f"button{index}"
+            )
+            components.append(_button("url", index, text_parameters))
+    return components
+
+
+def template_message(
+    template: content_pb2.Template,
+    definition: Mapping[str, Any] | None = None,
+    header_media: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The `template` object of a send. `definition` is the template as Graph lists it (its header, body and
+    buttons decide the components; without it only the body's parameters go, from Kommo's content);
+    `header_media` the `{"link"}` or `{"id"}` of the header's file, for a template whose header is one."""
+    key = TemplateKey.parse(template.external_id)
+    values = _values(template)
+    components: list[dict[str, Any]] = []
+    if definition is not None:
+        header = _component(definition, "HEADER")
+        media_kind = header_media_format(definition)
+        if media_kind:
+            if not header_media:
+                raise header_media_missing(template, media_kind)
+            parameter = {"type": media_kind, media_kind: dict(header_media)}
+            components.append({"type": "header", "parameters": [parameter]})
+        elif str(header.get("format", "")).upper() == "TEXT" and placeholders(str(header.get("text", ""))):
+            parameters = _text_parameters(
+                str(header["text"]), values, named=_named(definition), where="header", component="header"
+            )
+            components.append({"type": "header", "parameters": parameters})
+    body_text = str(_component(definition or {}, "BODY").get("text") or template.content)
+    names = placeholders(body_text)
+    named = _named(definition) if definition is not None else bool(names) and not all(n.isdigit() for n in names)
+    body_parameters = _text_parameters(body_text, values, named=named, where="text", component="body")
+    if body_parameters:
+        components.append({"type": "body", "parameters": body_parameters})
+    if definition is not None:
+        components.extend(_button_components(definition, values))
     message: dict[str, Any] = {"name": key.name, "language": {"code": key.language}}
-    if parameters:
-        message["components"] = [{"type": "body", "parameters": parameters}]
+    if components:
+        message["components"] = components
     return message
+
+
+def _named(definition: Mapping[str, Any]) -> bool:
+    """A NAMED template's parameters carry their names; Graph says which format it is (else the body does)."""
+    declared = str(definition.get("parameter_format", "")).upper()
+    if declared:
+        return declared == "NAMED"
+    names = placeholders(str(_component(definition, "BODY").get("text", "")))
+    return bool(names) and not all(name.isdigit() for name in names)

@@ -1,11 +1,13 @@
 """WhatsApp's sending limits for the emulator (reference/messenger-apis.md §2): a business number sends at
 most 80 messages per second by default (error 130429 beyond), and one number writes to one user about
 once per 6 seconds, short bursts allowed (error 131056, the pair rate limit). Token buckets model both, so
-a bridge that does not pace itself gets the errors in tests exactly as it would in production."""
+a bridge that does not pace itself gets the errors in tests exactly as it would in production. Every
+refusal is counted per number, so a test can show that a paced bridge caused none."""
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -76,6 +78,7 @@ class SendControl:
         self._clock = clock
         self._numbers: dict[str, _Bucket] = {}
         self._pairs: dict[tuple[str, str], _Bucket] = {}
+        self._refused: Counter[tuple[str, Refusal]] = Counter()
 
     def configure(self, limits: SendLimits) -> None:
         """Apply new limits; every bucket starts full again."""
@@ -97,10 +100,21 @@ class SendControl:
             pair = self._pairs[(phone_number_id, user)] = _Bucket(
                 self.limits.pair_per_s, float(self.limits.pair_burst), now
             )
+        refusal: Refusal | None = None
         if not number.available(now):
-            return "throughput"
-        if not pair.available(now):
-            return "pair_rate"
+            refusal = "throughput"
+        elif not pair.available(now):
+            refusal = "pair_rate"
+        if refusal is not None:
+            self._refused[(phone_number_id, refusal)] += 1
+            return refusal
         number.take()
         pair.take()
         return None
+
+    def refusals(self) -> dict[str, dict[str, int]]:
+        """How many messages each number had refused, by limit (kept across `configure`)."""
+        counted: dict[str, dict[str, int]] = {}
+        for (phone_number_id, refusal), count in sorted(self._refused.items()):
+            counted.setdefault(phone_number_id, {"throughput": 0, "pair_rate": 0})[refusal] = count
+        return counted

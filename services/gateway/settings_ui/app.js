@@ -152,15 +152,22 @@ function icon(name, extra = "") {
   return svg;
 }
 
-function telegramLogo() {
+// A speech bubble with a handset cut out: drawn for this window, standing for WhatsApp.
+const WHATSAPP =
+  "M12 2.2a9.8 9.8 0 0 0-8.5 14.7L2.2 21.8l5-1.3A9.8 9.8 0 1 0 12 2.2zM8.7 7.1c.3-.3.7-.3 1 0l1.3 1.6c.2.3.2.7 0 1l-.7.8c.6 1.3 1.6 2.3 2.9 2.9l.8-.7c.3-.2.7-.2 1 0l1.6 1.3c.3.3.3.7 0 1l-.9.9c-.6.6-1.5.8-2.3.5-2.5-1-4.5-3-5.5-5.5-.3-.8-.1-1.7.5-2.3z";
+const PLATFORM_LOGOS = { telegram: TELEGRAM, whatsapp: WHATSAPP };
+
+// The round logo of a channel's platform (Telegram's when the platform is unknown to this window).
+function platformLogo(platform) {
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("viewBox", "0 0 24 24");
   svg.setAttribute("aria-hidden", "true");
   svg.setAttribute("focusable", "false");
   const path = document.createElementNS(SVG, "path");
-  path.setAttribute("d", TELEGRAM);
+  path.setAttribute("d", PLATFORM_LOGOS[platform] || TELEGRAM);
+  path.setAttribute("fill-rule", "evenodd");
   svg.append(path);
-  return h("span", { class: "platform-logo" }, svg);
+  return h("span", { class: `platform-logo is-${PLATFORM_LOGOS[platform] ? platform : "telegram"}` }, svg);
 }
 
 function spinner() {
@@ -274,7 +281,8 @@ function channelHealth(channel) {
   const platform = platformHealth(channel);
   const name = platformLabel(channel);
   if (platform && platform.token_rejected) {
-    return { level: "error", label: t("health.tokenRejected"), detail: t("health.tokenRejectedDetail", { platform: name }), fix: "token" };
+    const detail = channel.platform === "whatsapp" ? t("waFix.rejectedDetail") : t("health.tokenRejectedDetail", { platform: name });
+    return { level: "error", label: t("health.tokenRejected"), detail, fix: "token" };
   }
   if (platform && (platform.webhook === "not_set" || platform.webhook === "elsewhere")) {
     const detail = t(platform.webhook === "elsewhere" ? "health.webhookElsewhere" : "health.webhookNotSet", { platform: name });
@@ -289,6 +297,7 @@ function channelHealth(channel) {
 }
 
 function fixAction(channel, fix, button) {
+  if (fix === "token" && channel.platform === "whatsapp") return { label: t("waFix.action"), run: () => openWhatsAppTokenDialog(channel) };
   if (fix === "token") return { label: t("fix.action"), run: () => openTokenDialog(channel) };
   if (fix === "webhook") return { label: t("webhook.action"), run: (event) => registerWebhook(channel, event.currentTarget) };
   return null;
@@ -340,7 +349,8 @@ function issuesOf(overview) {
   for (const channel of shown) {
     const health = channelHealth(channel);
     if (health.level === "error" || health.level === "warn") {
-      const title = { token: "issue.botTokenTitle", webhook: "issue.webhookTitle" }[health.fix] || "issue.channelTitle";
+      const tokenTitle = channel.platform === "whatsapp" ? "waFix.issueTitle" : "issue.botTokenTitle";
+      const title = { token: tokenTitle, webhook: "issue.webhookTitle" }[health.fix] || "issue.channelTitle";
       issues.push({ level: health.level, title: t(title, { name: channel.name }), detail: health.detail || health.label, action: fixAction(channel, health.fix) });
     }
     if (channel.state === "paused") {
@@ -533,7 +543,7 @@ class ChannelCard {
     this.el = h(
       "li",
       { class: "card channel", "data-channel-id": channel.id },
-      h("div", { class: "channel-head" }, telegramLogo(), h("div", { class: "channel-id" }, this.title, this.sub), this.badge),
+      h("div", { class: "channel-head" }, platformLogo(channel.platform), h("div", { class: "channel-id" }, this.title, this.sub), this.badge),
       this.facts,
       this.pausedLine,
       this.errorLine,
@@ -1192,7 +1202,7 @@ function openTokenDialog(fixing) {
     h(
       "div",
       { class: "modal-head" },
-      telegramLogo(),
+      platformLogo("telegram"),
       h("h2", { class: "modal-title", id: ids.title, text: fixing ? t("fix.title", { name: fixing.name }) : t("add.title") }),
       h("button", { class: "btn btn-ghost btn-icon", type: "button", "aria-label": t("add.close"), onclick: () => closeDialog(el, opener) }, icon("close")),
     ),
@@ -1250,16 +1260,7 @@ function openTokenDialog(fixing) {
         ? await api("POST", `channels/${encodeURIComponent(fixing.id)}/token`, { token })
         : await api("POST", "channels", { platform: "telegram", token });
       closeDialog(el);
-      replaceChannel(channel);
-      const card = state.cards.get(channel.id);
-      toast(fixing ? t("fix.done", { name: channel.name }) : t("add.connected", { name: channel.name }));
-      if (card) {
-        if (!fixing) card.setOpen(true);
-        card.highlight();
-        card.el.scrollIntoView({ block: "nearest" });
-        card.title.focus();
-      }
-      loadHealth(false);
+      showSavedChannel(channel, fixing ? t("fix.done", { name: channel.name }) : t("add.connected", { name: channel.name }), !fixing);
     } catch (failure) {
       if (isSessionError(failure)) {
         closeDialog(el);
@@ -1279,32 +1280,49 @@ function openTokenDialog(fixing) {
 
 // Connect a WhatsApp business number: its two ids, the access token and the Meta app secret, checked live
 // with WhatsApp (the token must reach this number of this business account).
+// A labelled input of a dialog, described by its hint and by the dialog's error line: ids, numbers and
+// secrets are typed as they are, never corrected or remembered by the browser.
+function dialogField(prefix, name, labelKey, hintKey, errorId, { secret = false, numeric = false, required = true } = {}) {
+  const id = nextId(`${prefix}-${name}`);
+  const hintId = nextId(`${prefix}-${name}-hint`);
+  const input = h("input", {
+    class: "input mono",
+    id,
+    name,
+    type: secret ? "password" : "text",
+    required,
+    autocomplete: "off",
+    autocapitalize: "off",
+    spellcheck: "false",
+    inputmode: numeric ? "numeric" : null,
+    "aria-describedby": `${hintId} ${errorId}`,
+  });
+  const wrap = h("div", { class: "field" }, h("label", { class: "label", for: id, text: t(labelKey) }), input, h("p", { class: "hint", id: hintId, text: t(hintKey) }));
+  return { input, wrap };
+}
+
+// After a dialog added or mended a channel: its card, shown and focused, and the platforms asked again.
+function showSavedChannel(channel, message, open) {
+  replaceChannel(channel);
+  const card = state.cards.get(channel.id);
+  toast(message);
+  if (card) {
+    if (open) card.setOpen(true);
+    card.highlight();
+    card.el.scrollIntoView({ block: "nearest" });
+    card.title.focus();
+  }
+  loadHealth(false);
+}
+
 function openWhatsAppDialog() {
   const opener = document.activeElement;
   const ids = { title: nextId("wa-title"), text: nextId("wa-text"), error: nextId("wa-error") };
-  const field = (name, labelKey, hintKey, secret) => {
-    const id = nextId(`wa-${name}`);
-    const hintId = nextId(`wa-${name}-hint`);
-    const input = h("input", {
-      class: "input mono",
-      id,
-      name,
-      type: secret ? "password" : "text",
-      required: true,
-      autocomplete: "off",
-      autocapitalize: "off",
-      spellcheck: "false",
-      inputmode: secret ? "text" : "numeric",
-      "aria-describedby": `${hintId} ${ids.error}`,
-    });
-    const wrap = h("div", { class: "field" }, h("label", { class: "label", for: id, text: t(labelKey) }), input, h("p", { class: "hint", id: hintId, text: t(hintKey) }));
-    return { input, wrap };
-  };
   const fields = {
-    phone_number_id: field("phone_number_id", "wa.phoneLabel", "wa.phoneHint", false),
-    waba_id: field("waba_id", "wa.wabaLabel", "wa.wabaHint", false),
-    token: field("token", "wa.tokenLabel", "wa.tokenHint", true),
-    app_secret: field("app_secret", "wa.secretLabel", "wa.secretHint", true),
+    phone_number_id: dialogField("wa", "phone_number_id", "wa.phoneLabel", "wa.phoneHint", ids.error, { numeric: true }),
+    waba_id: dialogField("wa", "waba_id", "wa.wabaLabel", "wa.wabaHint", ids.error, { numeric: true }),
+    token: dialogField("wa", "token", "wa.tokenLabel", "wa.tokenHint", ids.error, { secret: true }),
+    app_secret: dialogField("wa", "app_secret", "wa.secretLabel", "wa.secretHint", ids.error, { secret: true }),
   };
   const error = h("div", { class: "form-error", id: ids.error, role: "alert", hidden: true });
   const submit = h("button", { class: "btn btn-primary", type: "submit" }, spinner(), h("span", { class: "btn-label", text: t("wa.connect") }));
@@ -1319,6 +1337,7 @@ function openWhatsAppDialog() {
     h(
       "div",
       { class: "modal-head" },
+      platformLogo("whatsapp"),
       h("h2", { class: "modal-title", id: ids.title, text: t("wa.title") }),
       h("button", { class: "btn btn-ghost btn-icon", type: "button", "aria-label": t("add.close"), onclick: () => closeDialog(el, opener) }, icon("close")),
     ),
@@ -1354,16 +1373,7 @@ function openWhatsAppDialog() {
     try {
       const { channel } = await api("POST", "channels", { platform: "whatsapp", ...values });
       closeDialog(el);
-      replaceChannel(channel);
-      const card = state.cards.get(channel.id);
-      toast(t("add.connected", { name: channel.name }));
-      if (card) {
-        card.setOpen(true);
-        card.highlight();
-        card.el.scrollIntoView({ block: "nearest" });
-        card.title.focus();
-      }
-      loadHealth(false);
+      showSavedChannel(channel, t("add.connected", { name: channel.name }), true);
     } catch (failure) {
       if (isSessionError(failure)) {
         closeDialog(el);
@@ -1377,6 +1387,90 @@ function openWhatsAppDialog() {
   });
   el.showModal();
   fields.phone_number_id.input.focus();
+}
+
+// Give a connected WhatsApp number its new access token (after it was revoked or expired), and a new app
+// secret if the admin reset that too: checked live with WhatsApp (the token must reach this number of this
+// business account), kept encrypted, the app subscribed to the business account again.
+function openWhatsAppTokenDialog(channel) {
+  const opener = document.activeElement;
+  const ids = { title: nextId("wafix-title"), text: nextId("wafix-text"), error: nextId("wafix-error") };
+  const token = dialogField("wafix", "token", "waFix.tokenLabel", "wa.tokenHint", ids.error, { secret: true });
+  const secret = dialogField("wafix", "app_secret", "waFix.secretLabel", "waFix.secretHint", ids.error, { secret: true, required: false });
+  const error = h("div", { class: "form-error", id: ids.error, role: "alert", hidden: true });
+  const submit = h("button", { class: "btn btn-primary", type: "submit" }, spinner(), h("span", { class: "btn-label", text: t("fix.save") }));
+  const cancel = h("button", { class: "btn btn-secondary", type: "button" }, t("add.cancel"));
+  const showError = (lines) => {
+    error.replaceChildren(icon("alert", "icon-sm"), errorLines(lines));
+    error.hidden = false;
+    token.input.setAttribute("aria-invalid", "true");
+  };
+  const form = h(
+    "form",
+    { class: "modal-body", method: "dialog", novalidate: true },
+    h(
+      "div",
+      { class: "modal-head" },
+      platformLogo("whatsapp"),
+      h("h2", { class: "modal-title", id: ids.title, text: t("waFix.title", { name: channel.name }) }),
+      h("button", { class: "btn btn-ghost btn-icon", type: "button", "aria-label": t("add.close"), onclick: () => closeDialog(el, opener) }, icon("close")),
+    ),
+    h(
+      "ol",
+      { class: "steps", id: ids.text },
+      h("li", {}, h("span", { text: t("waFix.step1") })),
+      h("li", {}, h("span", { text: t("waFix.step2") })),
+      h("li", {}, h("span", { text: t("waFix.step3") })),
+    ),
+    token.wrap,
+    secret.wrap,
+    error,
+    h("div", { class: "modal-foot" }, cancel, submit),
+  );
+  const el = dialog(ids.title, ids.text, form);
+  cancel.addEventListener("click", () => closeDialog(el, opener));
+  el.addEventListener("cancel", (event) => {
+    event.preventDefault();
+    closeDialog(el, opener);
+  });
+  token.input.addEventListener("input", () => {
+    error.hidden = true;
+    token.input.removeAttribute("aria-invalid");
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.hidden = true;
+    const body = { token: token.input.value.trim() };
+    if (!body.token) {
+      showError([t("waFix.errorEmpty")]);
+      token.input.focus();
+      return;
+    }
+    if (secret.input.value.trim()) body.app_secret = secret.input.value.trim();
+    setBusy(submit, true, t("wa.checking"));
+    token.input.readOnly = true;
+    secret.input.readOnly = true;
+    cancel.disabled = true;
+    try {
+      const { channel: fixed } = await api("POST", `channels/${encodeURIComponent(channel.id)}/token`, body);
+      closeDialog(el);
+      showSavedChannel(fixed, t("fix.done", { name: fixed.name }), false);
+    } catch (failure) {
+      if (isSessionError(failure)) {
+        closeDialog(el);
+        return signedOut(failure);
+      }
+      setBusy(submit, false);
+      token.input.readOnly = false;
+      secret.input.readOnly = false;
+      cancel.disabled = false;
+      showError(serverError(failure, "wa.errorRejected", { name: channel.name }));
+      token.input.focus();
+      token.input.select();
+    }
+  });
+  el.showModal();
+  token.input.focus();
 }
 
 // A question the admin confirms or declines: `keep` is focused (the safe choice), `confirm` runs `act`,

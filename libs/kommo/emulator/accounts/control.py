@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from libs.errors import BadRequestError, BridgeError, NotFoundError
 from libs.kommo.emulator.accounts.state import AccountsState
+from libs.kommo.emulator.crm import CrmValidationError
 from libs.kommo.emulator.validation import bool_field, int_field, json_object, str_field
 
 _REST_LIMIT_KNOBS: dict[str, type] = {
@@ -162,6 +163,55 @@ def account_control_routes(state: AccountsState) -> list[Route]:
             return _error(error)
         return JSONResponse({"chat_templates": [t.to_json(with_reviews=True) for t in found]})
 
+    async def user_template(request: Request) -> Response:
+        """A user writes a chat template in Kommo (`{name, content, type: waba, waba_*…, buttons}`): a draft."""
+        try:
+            account = state.account(request.path_params["domain"])
+            if account is None:
+                raise NotFoundError(f"no account at {request.path_params['domain']!r}")
+            data = json_object(await request.body())
+            [(_, template)] = state.chat_templates.create(account.amojo_id, account.account_id, [data])
+        except BridgeError as error:
+            return _error(error)
+        except CrmValidationError as error:
+            return JSONResponse(error.to_json(), status_code=400)
+        return JSONResponse({"chat_template": template.to_json(with_reviews=True)}, status_code=201)
+
+    async def user_review(request: Request) -> Response:
+        """A user asks for a waba template's review (`{source_id?}`): the review, and the account webhook
+        `add_chat_template_review` as each subscriber answered it."""
+        try:
+            account = state.account(request.path_params["domain"])
+            if account is None:
+                raise NotFoundError(f"no account at {request.path_params['domain']!r}")
+            data = json_object(await request.body() or b"{}")
+            source_id = int_field(data, "source_id", "") or 0
+            review, deliveries = await state.chat_templates.user_requests_review(
+                account.amojo_id,
+                int(request.path_params["template_id"]),
+                {"id": account.account_id, "subdomain": account.subdomain},
+                source_id,
+            )
+        except BridgeError as error:
+            return _error(error)
+        except CrmValidationError as error:
+            return JSONResponse(error.to_json(), status_code=400)
+        except KeyError as error:
+            return JSONResponse({"error": str(error)}, status_code=404)
+        return JSONResponse({"review": review.to_json(), "deliveries": deliveries}, status_code=201)
+
+    async def account_webhooks(request: Request) -> Response:
+        """Every account webhook posted so far (event, destination, form body, answer)."""
+        return JSONResponse({"deliveries": [d.to_json() for d in state.chat_templates.webhooks.deliveries]})
+
+    async def webhook_subscriptions(request: Request) -> Response:
+        """The account's webhook subscriptions (what `GET /api/v4/webhooks` lists)."""
+        try:
+            found = state.chat_templates.webhooks.of(amojo_id(request))
+        except BridgeError as error:
+            return _error(error)
+        return JSONResponse({"webhooks": [s.to_json() for s in found]})
+
     async def contacts(request: Request) -> Response:
         """Seed a contact that already exists in the account: `{name, phone?, email?}`."""
         try:
@@ -218,6 +268,10 @@ def account_control_routes(state: AccountsState) -> list[Route]:
         Route(c + "hooks", hooks, methods=["GET"]),
         Route(a + "crm", crm, methods=["GET"]),
         Route(a + "chat_templates", chat_templates, methods=["GET"]),
+        Route(a + "user/chat_templates", user_template, methods=["POST"]),
+        Route(a + "user/chat_templates/{template_id:int}/review", user_review, methods=["POST"]),
+        Route(c + "account_webhooks", account_webhooks, methods=["GET"]),
+        Route(a + "webhooks", webhook_subscriptions, methods=["GET"]),
         Route(a + "contacts", contacts, methods=["POST"]),
         Route(c + "rest-limits", rest_limits, methods=["GET", "PUT", "DELETE"]),
     ]

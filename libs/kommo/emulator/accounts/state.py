@@ -557,6 +557,7 @@ class AccountsState:
 
     async def aclose(self) -> None:
         """Close the hook HTTP client if the state created it."""
+        await self.chat_templates.webhooks.aclose()
         if self._owns_hook_http and self._hook_http is not None:
             await self._hook_http.aclose()
             self._hook_http = None

@@ -1,7 +1,8 @@
 """`/api/v4/chats/templates` (§11 "Chat templates") of the account emulator, over `ChatTemplates`.
 
 `GET ?page=&limit≤50&filter[external_id]=&with=reviews` (204 when none), `POST` with an array, `PATCH` and
-`DELETE /{id}`, `DELETE` with `[{id}]`, `POST /{id}/review` and `POST /{id}/review/{review_id}`.
+`DELETE /{id}`, `DELETE` with `[{id}]`, `POST /{id}/review` and `POST /{id}/review/{review_id}`; and the
+account webhooks `/api/v4/webhooks` (GET, POST), of which a user's review request fires one.
 """
 
 from __future__ import annotations
@@ -45,7 +46,19 @@ class ChatTemplatesApi:
             Route(f"{p}/{{id:int}}", e(self.one), methods=["GET", "PATCH", "DELETE"]),
             Route(f"{p}/{{id:int}}/review", e(self.review), methods=["POST"]),
             Route(f"{p}/{{id:int}}/review/{{review_id:int}}", e(self.verdict), methods=["POST"]),
+            Route(f"{ACCOUNT_PREFIX}/api/v4/webhooks", e(self.webhooks), methods=["GET", "POST"]),
         ]
+
+    async def webhooks(self, request: Request, account: Account) -> Response:
+        """`/api/v4/webhooks`: the account's webhook subscriptions (GET), or one more (POST → 201)."""
+        hooks = self.templates.webhooks
+        if request.method == "POST":
+            subscription = hooks.subscribe(account.amojo_id, await _json(request))
+            return hal_response(subscription.to_json(), 201)
+        found = hooks.of(account.amojo_id)
+        if not found:
+            return Response(status_code=204)
+        return hal_response({"_total_items": len(found), "_embedded": {"webhooks": [s.to_json() for s in found]}})
 
     def _endpoint(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
