@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     telegram_local_api: bool = False
     # How long a signed media link (inbound files Kommo downloads through the gateway) stays valid.
     media_link_ttl_s: int = Field(86400, ge=1)
+    # How long audit history (every delivery report of a manager message) is kept, in days; 0 keeps it
+    # forever. Pure bookkeeping has fixed windows of its own (libs/db/retention.py).
+    history_retention_days: int = Field(30, ge=0, le=36500)
 
     master_keys: SecretStr = SecretStr("")
     # Shared bearer credential every gRPC call must carry (checked by the servers' interceptor).

@@ -94,6 +94,7 @@ oauth_states = Table(
     _created_at(),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("used_at", DateTime(timezone=True), nullable=True),
+    Index("ix_oauth_states_expires_at", "expires_at"),  # retention (services/auth/retention.py)
     comment="owner: auth",
 )
 
@@ -108,6 +109,7 @@ settings_sessions = Table(
     _created_at(),
     Column("ticket_expires_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_settings_sessions_expires_at", "expires_at"),  # retention (services/auth/retention.py)
     comment="owner: auth",
 )
 
@@ -117,6 +119,7 @@ used_widget_tokens = Table(
     metadata,
     Column("jti", String(100), primary_key=True),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_used_widget_tokens_expires_at", "expires_at"),  # retention (services/auth/retention.py)
     comment="owner: auth",
 )
 
@@ -229,6 +232,8 @@ album_items = Table(
     _created_at(),
     Column("flushed_at", DateTime(timezone=True), nullable=True),
     Index("ix_album_items_pending", "conversation_id", "id", postgresql_where=text("flushed_at IS NULL")),
+    # Items of albums already sent, by when: retention (services/router/retention.py).
+    Index("ix_album_items_flushed", "flushed_at", postgresql_where=text("flushed_at IS NOT NULL")),
     comment="owner: router",
 )
 
@@ -262,6 +267,8 @@ kommo_sources = Table(
     Column("name", String(200), nullable=False),
     Column("pipeline_id", BigInteger, nullable=False, server_default="0"),
     Column("synced_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The `services` the source was last given in Kommo, as canonical JSON ("" = none declared).
+    Column("services", Text, nullable=False, server_default=""),
     comment="owner: kommo_sender",
 )
 
@@ -316,6 +323,7 @@ delivery_events = Table(
     Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("posted", Boolean, nullable=False),
     Index("ix_delivery_events_kommo_msgid", "kommo_msgid", "id"),
+    Index("ix_delivery_events_recorded_at", "recorded_at"),  # retention (services/kommo_sender/retention.py)
     comment="owner: kommo_sender",
 )
 

@@ -43,6 +43,8 @@ class Source:
     external_id: str
     name: str
     pipeline_id: int
+    # What the source declares about its messenger (`services`, §11), as Kommo answered it.
+    services: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ def _source(data: dict[str, Any]) -> Source:
         external_id=str(data.get("external_id") or ""),
         name=str(data.get("name") or ""),
         pipeline_id=int(data.get("pipeline_id") or 0),
+        services=tuple(s for s in data.get("services") or [] if isinstance(s, dict)),
     )
 
 
@@ -213,22 +216,41 @@ class KommoRestClient:
         return None
 
     async def create_source(
-        self, account: AccountAccess, external_id: str, name: str, pipeline_id: int, origin_code: str
+        self,
+        account: AccountAccess,
+        external_id: str,
+        name: str,
+        pipeline_id: int,
+        origin_code: str,
+        services: list[dict[str, Any]] | None = None,
     ) -> Source:
+        """`services` None or empty: the source declares none."""
         item: dict[str, Any] = {"name": name, "external_id": external_id, "request_id": "0"}
         if pipeline_id:
             item["pipeline_id"] = pipeline_id
         if origin_code:
             item["origin_code"] = origin_code
+        if services:
+            item["services"] = services
         created = _embedded(await self._call("sources", account, "POST", SOURCES_PATH, body=[item]), "sources")
         if not created:
             raise RetryableError("kommo sources: the create answer named no source")
         return _source(created[0])
 
-    async def update_source(self, account: AccountAccess, source_id: int, name: str, pipeline_id: int) -> Source:
+    async def update_source(
+        self,
+        account: AccountAccess,
+        source_id: int,
+        name: str,
+        pipeline_id: int,
+        services: list[dict[str, Any]] | None = None,
+    ) -> Source:
+        """`services` None leaves the source's as they are; a list replaces them."""
         item: dict[str, Any] = {"name": name}
         if pipeline_id:
             item["pipeline_id"] = pipeline_id
+        if services is not None:
+            item["services"] = services
         data = await self._call("sources", account, "PATCH", f"{SOURCES_PATH}/{source_id}", body=item)
         return _source(data or {"id": source_id, "name": name, "pipeline_id": pipeline_id})
 

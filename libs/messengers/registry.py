@@ -293,6 +293,23 @@ def webhook_answer(adapter: MessengerAdapter, events: Sequence[events_pb2.Inboun
     return adapter.webhook_answer(events) if isinstance(adapter, WebhookAnswer) else None
 
 
+@runtime_checkable
+class KommoSourceServices(Protocol):
+    """What an adapter adds whose platform Kommo knows as a source service (WhatsApp): the channel's Kommo
+    source declares it (`services`, §11), so Kommo offers what it offers only there (Salesbot's list
+    messages, template reviews)."""
+
+    def source_services(self, external_id: str, display_name: str) -> list[events_pb2.SourceService]:
+        """The `services` of the source of the channel with this id (bot / number id) and display name."""
+
+
+def source_services(adapter: MessengerAdapter, external_id: str, display_name: str) -> list[events_pb2.SourceService]:
+    """What a channel's Kommo source declares about its messenger; nothing where Kommo knows no such service."""
+    if isinstance(adapter, KommoSourceServices):
+        return adapter.source_services(external_id, display_name)
+    return []
+
+
 def write_first_chat(adapter: MessengerAdapter, phone: str) -> str | None:
     """The chat a manager's "write first" to `phone` opens; None where the platform cannot start one."""
     return adapter.chat_for_phone(phone) if isinstance(adapter, WriteFirst) else None

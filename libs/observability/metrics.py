@@ -67,3 +67,14 @@ def count_rate_limited(platform: str) -> None:
 
 def count_late_failure() -> None:
     LATE_FAILURES.labels(_service).inc()
+
+
+ROWS_PRUNED: Final = Counter(
+    "bridge_rows_pruned",
+    "Rows deleted by retention (libs/db/retention.py): expired history and bookkeeping, by table",
+    ["service", "table"],
+)
+
+
+def count_pruned(table: str, rows: int) -> None:
+    ROWS_PRUNED.labels(_service, table).inc(rows)

@@ -22,6 +22,7 @@ from services.auth.account_crm import AccountCrm
 from services.auth.install_states import InstallStates
 from services.auth.installations import InstallationStore
 from services.auth.installer import Installer
+from services.auth.retention import auth_pruner
 from services.auth.secret_store import SecretStore
 from services.auth.servicer import AuthServicer
 from services.auth.settings_sessions import SettingsSessions
@@ -88,9 +89,12 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server.server)
         port = await server.start(settings.auth_grpc_addr)
         tokens.start()
+        pruner = auth_pruner(engine)
+        pruner.start()
         mark_ready()
         log.info("ready", extra={"port": port})
         await stop.wait()
         await server.stop()
         await tokens.stop()
+        await pruner.stop()
     await engine.dispose()

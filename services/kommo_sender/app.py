@@ -26,6 +26,7 @@ from services.kommo_sender.deliveries import KommoDeliverer
 from services.kommo_sender.holding import AccountGate, ParkingLot
 from services.kommo_sender.languages import AccountLanguages
 from services.kommo_sender.live_chat import LiveChat
+from services.kommo_sender.retention import kommo_sender_pruner
 from services.kommo_sender.statuses import StatusReporter
 from services.kommo_sender.template_reviews import KommoTemplateReviews
 from services.kommo_sender.templates import TemplateSync
@@ -186,10 +187,13 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         for consumer in consumers:
             await consumer.start()
         lot.start()
+        pruner = kommo_sender_pruner(engine, settings)
+        pruner.start()
         mark_ready()
         log.info("ready", extra={"partitions": settings.partitions})
         await stop.wait()
         await lot.stop()
+        await pruner.stop()
         for consumer in consumers:
             await consumer.stop()
     await auth_channel.close(None)

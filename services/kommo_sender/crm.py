@@ -10,10 +10,11 @@ Commands of one conversation are handled one at a time (one partition), so this 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from kommo_bridge.auth.v1 import auth_pb2, auth_pb2_grpc
 from kommo_bridge.events.v1 import content_pb2, events_pb2
@@ -82,21 +83,46 @@ class AccountTokens:
             return await work(await self.get(scope_id))
 
 
+def kommo_services(spec: events_pb2.SourceSpec) -> list[dict[str, Any]]:
+    """The source's `services` in Kommo's shape (§11); a page without a link has no `link`."""
+    return [
+        {
+            "type": service.type,
+            "params": dict(service.params),
+            "pages": [
+                {"id": page.id, "name": page.name, **({"link": page.link} if page.link else {})}
+                for page in service.pages
+            ],
+        }
+        for service in spec.services
+    ]
+
+
+def services_key(services: Sequence[dict[str, Any]]) -> str:
+    """Canonical JSON of `services`, to compare what is wanted with what was given; "" for none."""
+    return json.dumps(list(services), sort_keys=True, separators=(",", ":")) if services else ""
+
+
 class SourceSync:
-    """Keeps each channel's Kommo source as its settings want it: created once, updated on change."""
+    """Keeps each channel's Kommo source as its settings want it: created once, updated on change.
+
+    A source declares its messenger's `services` (a WhatsApp number's: list messages, template reviews);
+    one made before that, or adopted from Kommo with other services, gets them on its next sync. Should
+    Kommo refuse them, the source is kept without them (chats must still land in the right pipeline) and
+    the next process tries again."""
 
     def __init__(self, engine: AsyncEngine, rest: KommoRestClient, tokens: AccountTokens, origin_code: str) -> None:
         self._engine = engine
         self._rest = rest
         self._tokens = tokens
         self._origin_code = origin_code
-        self._synced: dict[tuple[str, str], tuple[str, int]] = {}
+        self._synced: dict[tuple[str, str], tuple[str, int, str]] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def ensure(self, scope_id: str, spec: events_pb2.SourceSpec) -> None:
         if not spec.external_id:
             return
-        key, wanted = (scope_id, spec.external_id), (spec.name, spec.pipeline_id)
+        key, wanted = (scope_id, spec.external_id), (spec.name, spec.pipeline_id, services_key(kommo_services(spec)))
         if self._synced.get(key) == wanted:
             return
         async with self._locks.setdefault(key, asyncio.Lock()):  # one caller per process
@@ -112,26 +138,22 @@ class SourceSync:
                 text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"source:{scope_id}:{spec.external_id}"}
             )
             row = (await conn.execute(select(kommo_sources).where(where))).first()
-            if row is not None and (row.name, row.pipeline_id) == (spec.name, spec.pipeline_id):
+            wanted = (spec.name, spec.pipeline_id, services_key(kommo_services(spec)))
+            if row is not None and (row.name, row.pipeline_id, row.services) == wanted:
                 return
             known = int(row.kommo_source_id) if row is not None else 0
 
-            async def in_kommo(access: AccountAccess) -> int:
+            async def in_kommo(access: AccountAccess) -> tuple[int, str]:
                 return await self._put_source(access, known, spec)
 
-            source_id = await self._tokens.using(scope_id, in_kommo)
+            source_id, services = await self._tokens.using(scope_id, in_kommo)
+            given = {"kommo_source_id": source_id, "name": spec.name, "pipeline_id": spec.pipeline_id}
             await conn.execute(
                 insert(kommo_sources)
-                .values(
-                    scope_id=scope_id,
-                    external_id=spec.external_id,
-                    kommo_source_id=source_id,
-                    name=spec.name,
-                    pipeline_id=spec.pipeline_id,
-                )
+                .values(scope_id=scope_id, external_id=spec.external_id, services=services, **given)
                 .on_conflict_do_update(
                     index_elements=[kommo_sources.c.scope_id, kommo_sources.c.external_id],
-                    set_={"kommo_source_id": source_id, "name": spec.name, "pipeline_id": spec.pipeline_id},
+                    set_={**given, "services": services},
                 )
             )
         log.info(
@@ -139,24 +161,53 @@ class SourceSync:
             extra={"scope_id": scope_id, "source_external_id": spec.external_id, "source_id": source_id},
         )
 
-    async def _put_source(self, access: AccountAccess, known_id: int, spec: events_pb2.SourceSpec) -> int:
-        """Create, adopt or update the source in Kommo; its id."""
-        wanted = (spec.name, spec.pipeline_id)
+    async def _put_source(self, access: AccountAccess, known_id: int, spec: events_pb2.SourceSpec) -> tuple[int, str]:
+        """Create, adopt or update the source in Kommo; its id and the `services` key it was given ("" when
+        it declares none, or Kommo refused them)."""
+        services = kommo_services(spec)
+        key = services_key(services)
+        wanted = (spec.name, spec.pipeline_id, key)
         source_id, current = known_id, None
         if not source_id:
             found = await self._rest.find_source(access, spec.external_id)
             if found is not None:
-                source_id, current = found.id, (found.name, found.pipeline_id)
+                # A source declaring nothing leaves whatever Kommo's has alone.
+                source_id, current = (
+                    found.id,
+                    (found.name, found.pipeline_id, services_key(found.services) if key else ""),
+                )
         if not source_id:
-            created = await self._rest.create_source(
-                access, spec.external_id, spec.name, spec.pipeline_id, self._origin_code
-            )
-            return created.id
+            create = self._rest.create_source
+            try:
+                created = await create(
+                    access, spec.external_id, spec.name, spec.pipeline_id, self._origin_code, services
+                )
+            except BadRequestError as exc:
+                if not services:
+                    raise
+                self._services_refused(spec, exc)
+                created = await create(access, spec.external_id, spec.name, spec.pipeline_id, self._origin_code)
+                return created.id, ""
+            return created.id, key
         if current != wanted:
             # 0 means "the main pipeline": name it, so a source moved elsewhere comes back.
             pipeline_id = spec.pipeline_id or await self._main_pipeline(access)
-            await self._rest.update_source(access, source_id, spec.name, pipeline_id)
-        return source_id
+            try:
+                await self._rest.update_source(access, source_id, spec.name, pipeline_id, services or None)
+            except BadRequestError as exc:
+                if not services:
+                    raise
+                self._services_refused(spec, exc)
+                await self._rest.update_source(access, source_id, spec.name, pipeline_id)
+                return source_id, ""
+        return source_id, key
+
+    @staticmethod
+    def _services_refused(spec: events_pb2.SourceSpec, exc: BadRequestError) -> None:
+        log.warning(
+            "kommo refused the source's services; the source is kept without them",
+            extra={"source_external_id": spec.external_id, "reason": str(exc)},
+        )
 
     async def _main_pipeline(self, access: AccountAccess) -> int:
         for pipeline in await self._rest.pipelines(access):

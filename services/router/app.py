@@ -26,6 +26,7 @@ from services.router.inbound import InboundRouter
 from services.router.message_map import MapLearner, MessageMap
 from services.router.outbound import OutboundRouter
 from services.router.pausing import ChannelLot
+from services.router.retention import router_pruner
 from services.router.servicer import RouterServicer
 from services.router.template_reviews import TemplateReviews
 from services.router.templates import TemplateMirror
@@ -105,6 +106,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             await consumer.start()
         pauses.start()
         albums.start()
+        pruner = router_pruner(engine)
+        pruner.start()
         resync = asyncio.create_task(templates.run_periodically(connection_store, stop))
         mark_ready()
         log.info("ready", extra={"port": port, "partitions": settings.partitions})
@@ -113,6 +116,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         await server.stop()
         await pauses.stop()
         await albums.stop()
+        await pruner.stop()
         for consumer in consumers:
             await consumer.stop()
     await auth_channel.close(None)

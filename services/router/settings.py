@@ -12,6 +12,7 @@ from kommo_bridge.events.v1 import content_pb2, events_pb2
 from kommo_bridge.router.v1 import router_pb2
 
 from libs.errors import BadRequestError
+from libs.messengers.registry import adapter_named, source_services
 from services.router.connections import ConnectionRecord
 
 CONTACT_RULES: Final = {
@@ -23,10 +24,12 @@ MAX_ROBOT_LABEL: Final = 64
 
 
 def source_spec(record: ConnectionRecord) -> events_pb2.SourceSpec:
+    """The channel's Kommo source, with what its messenger declares there (`services`, by its adapter)."""
     return events_pb2.SourceSpec(
         external_id=record.source_external_id,
         name=record.source_name or record.display_name or record.source_external_id,
         pipeline_id=record.pipeline_id,
+        services=source_services(adapter_named(record.platform), record.external_id, record.display_name),
     )
 
 

@@ -370,6 +370,11 @@ def test_grpc_servers_bind_all_interfaces_and_clients_use_the_service() -> None:
         assert {"name": "grpc", "port": port, "targetPort": "grpc"}.items() <= service["spec"]["ports"][0].items()
 
 
+def test_history_retention_reaches_the_config() -> None:
+    config = named(render_set("default"), "ConfigMap", FULLNAME)["data"]
+    assert config["BRIDGE_HISTORY_RETENTION_DAYS"] == "30"
+
+
 def test_metrics_port_and_tracing_settings() -> None:
     default, traced = render_set("default"), render_set("existing-secret")
     assert named(default, "ConfigMap", FULLNAME)["data"]["BRIDGE_METRICS_PORT"] == "9464"

@@ -404,3 +404,36 @@ async def test_writing_first_through_a_telegram_bot_is_refused_as_unsupported(
     assert (status["status"], status["error_code"]) == (FAILED, 904)
     assert "cannot start a conversation" in status["error"]
     assert await whatsapp.sent_to("5511900000109") == []
+
+
+async def test_the_numbers_kommo_source_offers_list_messages_and_a_bots_declares_nothing(
+    shared_sandbox: Sandbox, whatsapp: WhatsAppNumber
+) -> None:
+    page = await settings_client(shared_sandbox)
+    try:
+        overview = await page.get("/settings/api/overview")
+    finally:
+        await page.aclose()
+    assert overview.status_code == 200, overview.text
+    channels = {c["id"]: c for c in overview.json()["channels"]}
+    number = channels[whatsapp.connection_id]
+    telegram = await shared_sandbox.connection()
+
+    async def sources() -> dict[str, dict[str, Any]]:
+        return {s["external_id"]: s for s in (await shared_sandbox.crm())["sources"]}
+
+    async def both_synced() -> bool:
+        found = await sources()
+        return number["source_external_id"] in found and telegram.source_external_id in found
+
+    await wait_for(both_synced, timeout=60, what="the number's and the bot's sources in Kommo")
+    found = await sources()
+    phone = whatsapp.business.phone_number_id
+    assert found[number["source_external_id"]]["services"] == [
+        {
+            "type": "whatsapp",
+            "params": {"waba": True, "is_supports_list_message": True},
+            "pages": [{"id": phone, "name": number["name"], "link": "https://wa.me/15550001111"}],
+        }
+    ]
+    assert found[telegram.source_external_id]["services"] == []

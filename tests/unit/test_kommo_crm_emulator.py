@@ -387,7 +387,8 @@ async def test_emulators_refuse_a_state_with_another_crm() -> None:
 
 async def test_source_create_answers_full_models_with_request_ids(kommo: Kommo) -> None:
     main, second = kommo.pipeline_ids()
-    services = [{"type": "whatsapp", "params": {"waba": True}, "pages": [{"id": "1", "name": "p", "link": "l"}]}]
+    page = {"id": "1", "name": "p", "link": "https://wa.me/15550001111"}
+    services = [{"type": "whatsapp", "params": {"waba": True}, "pages": [page]}]
     data = hal(
         await kommo.api(
             "POST",
@@ -477,6 +478,73 @@ async def test_source_create_validation_errors(kommo: Kommo) -> None:
     assert len(kommo.crm.sources(AMOJO_ID)) == 2  # refused batches created nothing
     not_array = await kommo.api("POST", "/sources", source_body("object"))
     assert error_paths(not_array) == [("0", "", "InvalidType")]
+
+
+async def test_source_services_are_validated_as_kommo_models_them_and_kept(kommo: Kommo) -> None:
+    whatsapp = {
+        "type": "whatsapp",
+        "params": {"waba": True, "is_supports_list_message": True},
+        "pages": [{"id": "106540352242922", "name": "Shop (15550001111)", "link": "https://wa.me/15550001111"}],
+    }
+    bad = await kommo.api(
+        "POST",
+        "/sources",
+        [
+            source_body("no-type", services=[{"params": {"waba": True}}]),
+            source_body("viber", services=[{"type": "viber"}]),
+            source_body("flags", services=[{"type": "whatsapp", "params": {"waba": "yes", "lists": True}}]),
+            source_body(
+                "pages",
+                services=[{"type": "whatsapp", "pages": [{"id": 1, "name": " "}, {"name": "n", "link": "wa.me/1"}, 7]}],
+            ),
+            source_body("ok", services=[whatsapp]),
+        ],
+    )
+    assert error_paths(bad) == [
+        ("0", "services.0.type", "FieldMissing"),
+        ("1", "services.0.type", "NotSupportedChoice"),
+        ("2", "services.0.params.waba", "InvalidType"),
+        ("2", "services.0.params.lists", "NotSupportedChoice"),
+        ("3", "services.0.pages.0.id", "InvalidType"),
+        ("3", "services.0.pages.0.name", "NotBlank"),
+        ("3", "services.0.pages.1.id", "FieldMissing"),
+        ("3", "services.0.pages.1.link", "InvalidType"),
+        ("3", "services.0.pages.2", "InvalidType"),
+    ]
+    assert kommo.crm.sources(AMOJO_ID) == []  # one bad item refuses the whole batch
+
+    created = hal(await kommo.api("POST", "/sources", [source_body("plain"), source_body("wa", services=[whatsapp])]))
+    plain, wa = created["_embedded"]["sources"]
+    assert (plain["services"], wa["services"]) == ([], [whatsapp])
+    refused = await kommo.api("PATCH", f"/sources/{plain['id']}", {"services": [{"type": "whatsapp", "params": []}]})
+    assert error_paths(refused) == [("0", "services.0.params", "InvalidType")]
+    patched = hal(await kommo.api("PATCH", f"/sources/{plain['id']}", {"services": [whatsapp]}))
+    assert patched["services"] == [whatsapp] and patched["name"] == "Source plain"
+    kept = kommo.crm.source(AMOJO_ID, plain["id"])
+    assert kept is not None and kept.services == [whatsapp]
+
+
+async def test_a_template_review_names_only_a_source_declaring_waba(kommo: Kommo) -> None:
+    control = f"/_emulator/accounts/{DOMAIN}/user/chat_templates"
+    fields = {"name": "Ready", "content": "Your order is ready", "type": "waba", "waba_category": "UTILITY"}
+    created = await kommo.http.post(control, json={**fields, "waba_language": "en_US"})
+    assert created.status_code == 201, created.text
+    review = f"{control}/{created.json()['chat_template']['id']}/review"
+    waba = {"type": "whatsapp", "params": {"waba": True}, "pages": []}
+    made = hal(await kommo.api("POST", "/sources", [source_body("bot"), source_body("number", services=[waba])]))
+    bot, number = (s["id"] for s in made["_embedded"]["sources"])
+
+    async def refused(source_id: int) -> list[tuple[str, str]]:
+        """The control API (a user's action in Kommo) answers with Kommo's validation body as plain JSON."""
+        answer = await kommo.http.post(review, json={"source_id": source_id})
+        assert answer.status_code == 400, answer.text
+        return [(e["path"], e["code"]) for i in answer.json()["validation-errors"] for e in i["errors"]]
+
+    assert await refused(bot) == [("source_id", "NotSupportedChoice")]
+    assert await refused(999_999) == [("source_id", "EntityNotFound")]
+    accepted = await kommo.http.post(review, json={"source_id": number})
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["review"]["source_id"] == number
 
 
 async def test_source_limits_per_call_and_per_account(kommo: Kommo) -> None:

@@ -41,6 +41,10 @@ SOURCES_PER_ACCOUNT: Final = 50
 SOURCE_EXTERNAL_ID_MAX_LEN: Final = 36
 """§13.5: 36 (Sources API) vs 40 (Chats API); a source is created through the Sources API, so 36."""
 UNSORTED_CATEGORIES: Final = frozenset({"sip", "mail", "forms", "chats"})
+SOURCE_SERVICE_TYPES: Final = frozenset({"whatsapp"})
+SOURCE_SERVICE_PARAMS: Final = frozenset({"waba", "is_supports_list_message"})
+"""§11: the only service type and params Kommo's source model names."""
+_HTTP_LINK: Final = re.compile(r"^https?://[^\s/]+\S*$")
 
 # Validation error codes. FieldMissing, InvalidType, NotSupportedChoice and EntityNotFound appear in
 # Kommo's public answers; ASSUMPTION: the others are our names in the same style, since Kommo's are
@@ -651,6 +655,19 @@ class CrmState:
                 answer.append((item.request_id, source))
             return answer
 
+    def require_waba_source(self, amojo_id: str, source_id: int) -> None:
+        """A chat template's review needs a source with `params.waba: true` (§11); CrmValidationError else."""
+        with self._lock:
+            source = self._book(amojo_id).sources.get(source_id)
+            if source is None:
+                raise CrmValidationError.one(ENTITY_NOT_FOUND, "source_id", f"Source {source_id} not found.")
+            if not any(
+                s.get("type") == "whatsapp" and (s.get("params") or {}).get("waba") is True for s in source.services
+            ):
+                raise CrmValidationError.one(
+                    NOT_SUPPORTED_CHOICE, "source_id", "The source does not declare WhatsApp templates (params.waba)."
+                )
+
     def delete_source(self, amojo_id: str, source_id: int) -> bool:
         """False when there is no such source. Leads already created keep their pipeline."""
         with self._lock:
@@ -708,6 +725,10 @@ def _pipeline_id(item: _Item, book: _Book) -> int | None:
 
 
 def _services(item: _Item) -> list[dict[str, Any]] | None:
+    """`services` of a source (§11): `[{type: "whatsapp", params: {waba, is_supports_list_message}, pages:
+    [{id, name, link}]}]`. ASSUMPTION: Kommo documents only these keys, so it refuses any other type or
+    param (NotSupportedChoice), a param that is not a boolean, and a page without a string id and name or
+    whose link is not an http(s) address; what it stores is what it was given."""
     services: list[Any] | None = item.get("services", list)
     if services is None:
         return None
@@ -716,12 +737,44 @@ def _services(item: _Item) -> list[dict[str, Any]] | None:
         if not isinstance(service, dict):
             item.fail(INVALID_TYPE, path, "This value should be of type object.")
             continue
-        if not isinstance(service.get("type"), str) or not service["type"]:
+        kind = service.get("type")
+        if not isinstance(kind, str) or not kind:
             item.fail(FIELD_MISSING, f"{path}.type", "This field is missing.")
-        for key, kind in (("params", dict), ("pages", list)):
-            if service.get(key) is not None and not isinstance(service[key], kind):
-                item.fail(INVALID_TYPE, f"{path}.{key}", f"This value should be of type {_TYPE_NAMES[kind]}.")
+        elif kind not in SOURCE_SERVICE_TYPES:
+            item.fail(NOT_SUPPORTED_CHOICE, f"{path}.type", "The value you selected is not a valid choice.")
+        for key, expected in (("params", dict), ("pages", list)):
+            if service.get(key) is not None and not isinstance(service[key], expected):
+                item.fail(INVALID_TYPE, f"{path}.{key}", f"This value should be of type {_TYPE_NAMES[expected]}.")
+        params = service.get("params")
+        if isinstance(params, dict):
+            for name, value in params.items():
+                if name not in SOURCE_SERVICE_PARAMS:
+                    item.fail(
+                        NOT_SUPPORTED_CHOICE, f"{path}.params.{name}", "The value you selected is not a valid choice."
+                    )
+                elif not isinstance(value, bool):
+                    item.fail(INVALID_TYPE, f"{path}.params.{name}", "This value should be of type bool.")
+        pages = service.get("pages")
+        for page_index, page in enumerate(pages if isinstance(pages, list) else []):
+            _check_page(item, f"{path}.pages.{page_index}", page)
     return [dict(s) for s in services if isinstance(s, dict)]
+
+
+def _check_page(item: _Item, path: str, page: Any) -> None:
+    if not isinstance(page, dict):
+        item.fail(INVALID_TYPE, path, "This value should be of type object.")
+        return
+    for key in ("id", "name"):
+        value = page.get(key)
+        if value is None:
+            item.fail(FIELD_MISSING, f"{path}.{key}", "This field is missing.")
+        elif not isinstance(value, str):
+            item.fail(INVALID_TYPE, f"{path}.{key}", "This value should be of type string.")
+        elif not value.strip():
+            item.fail(NOT_BLANK, f"{path}.{key}", "This value should not be blank.")
+    link = page.get("link")
+    if link is not None and (not isinstance(link, str) or not _HTTP_LINK.match(link)):
+        item.fail(INVALID_TYPE, f"{path}.link", "This value is not a valid URL.")
 
 
 def _only_default(book: _Book, source: Source) -> None:

@@ -26,6 +26,7 @@ from libs.errors import AuthError, BadRequestError, CredentialRejectedError, Mis
 from libs.messengers.registry import ChannelIdentity, FileStream, MediaLimits, SubmittedTemplate, WebhookHealth
 from libs.messengers.whatsapp.cloud_api import CloudCredentials, GraphClient
 from libs.messengers.whatsapp.inbound import parse_notification
+from libs.messengers.whatsapp.kommo_source import whatsapp_source_services
 from libs.messengers.whatsapp.media import open_download, whatsapp_media_limits
 from libs.messengers.whatsapp.outbound import OutboundSender, edit_refused
 from libs.messengers.whatsapp.pacing import SendPacing, SendRates
@@ -251,6 +252,10 @@ class WhatsAppAdapter:
     def chat_for_phone(self, phone: str) -> str | None:
         """A business writes first to a phone number; the client's webhooks then name them by this `wa_id`."""
         return wa_id_for_phone(phone)
+
+    def source_services(self, external_id: str, display_name: str) -> list[events_pb2.SourceService]:
+        """The number's Kommo source declares WhatsApp with list messages and template reviews."""
+        return whatsapp_source_services(external_id, display_name)
 
     def renewed_credential(self, stored: str, token: str) -> str:
         """The connection's number and business account ids with a new access token (a fixed credential)."""

@@ -171,31 +171,34 @@ def account_control_routes(state: AccountsState) -> list[Route]:
                 raise NotFoundError(f"no account at {request.path_params['domain']!r}")
             data = json_object(await request.body())
             [(_, template)] = state.chat_templates.create(account.amojo_id, account.account_id, [data])
+        except CrmValidationError as error:  # a BridgeError too: caught first, so Kommo's body is answered
+            return JSONResponse(error.to_json(), status_code=400)
         except BridgeError as error:
             return _error(error)
-        except CrmValidationError as error:
-            return JSONResponse(error.to_json(), status_code=400)
         return JSONResponse({"chat_template": template.to_json(with_reviews=True)}, status_code=201)
 
     async def user_review(request: Request) -> Response:
         """A user asks for a waba template's review (`{source_id?}`): the review, and the account webhook
-        `add_chat_template_review` as each subscriber answered it."""
+        `add_chat_template_review` as each subscriber answered it. A named source must declare
+        `params.waba: true` (§11), as Kommo offers only those for a review."""
         try:
             account = state.account(request.path_params["domain"])
             if account is None:
                 raise NotFoundError(f"no account at {request.path_params['domain']!r}")
             data = json_object(await request.body() or b"{}")
             source_id = int_field(data, "source_id", "") or 0
+            if source_id:
+                state.crm.require_waba_source(account.amojo_id, source_id)
             review, deliveries = await state.chat_templates.user_requests_review(
                 account.amojo_id,
                 int(request.path_params["template_id"]),
                 {"id": account.account_id, "subdomain": account.subdomain},
                 source_id,
             )
+        except CrmValidationError as error:  # a BridgeError too: caught first, so Kommo's body is answered
+            return JSONResponse(error.to_json(), status_code=400)
         except BridgeError as error:
             return _error(error)
-        except CrmValidationError as error:
-            return JSONResponse(error.to_json(), status_code=400)
         except KeyError as error:
             return JSONResponse({"error": str(error)}, status_code=404)
         return JSONResponse({"review": review.to_json(), "deliveries": deliveries}, status_code=201)
