@@ -16,7 +16,7 @@ from typing import Any, Final
 from kommo_bridge.events.v1 import content_pb2, events_pb2
 
 from libs.errors import BadRequestError
-from libs.kommo.markup import parse_markup
+from libs.kommo.markup import markup_or_none
 from libs.messengers.choices import with_choice_lines
 
 _MEDIA_KINDS: Final[dict[str, content_pb2.MediaKind.ValueType]] = {
@@ -226,13 +226,14 @@ def _content(message: dict[str, Any], message_type: str) -> content_pb2.Content:
             # The file of a template with a media header comes as the hook's own `media`.
             content.template.header_media.CopyFrom(_media(message, message_type, ""))
         return content
-    markup = parse_markup(message.get("markup"), f"{where}.markup")
+    markup = markup_or_none(message.get("markup"), f"{where}.markup")
     if message_type == "text":
         # A Salesbot's list carries its message as the list's `body`.
         body = (markup.list_body if markup else "") or text
         if not body:
             raise BadRequestError("chat hook: a text message without message.message.text")
-        return content_pb2.Content(text=content_pb2.Text(body=body, choices=markup.choices if markup else None))
+        offered = markup.choices if markup and markup.choices.WhichOneof("kind") else None
+        return content_pb2.Content(text=content_pb2.Text(body=body, choices=offered))
     if message_type in _MEDIA_KINDS:
         # A file cannot carry buttons everywhere: its options follow in the caption, so none is lost.
         caption = with_choice_lines(text, markup.choices) if markup else text

@@ -13,12 +13,15 @@ refusal reaches the manager as a delivery status rather than a hook dropped at t
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from kommo_bridge.events.v1 import content_pb2
 
 from libs.errors import BadRequestError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -29,9 +32,25 @@ class Markup:
     list_body: str = ""
 
 
+def markup_or_none(value: object, where: str) -> Markup | None:
+    """The choices of a hook, never a reason to refuse it: Kommo sends a chat hook once and never again, so
+    a refused hook is a lost message. Markup the bridge cannot read (a shape Kommo has not documented) is
+    logged and dropped, and the message goes as its text; a malformed Salesbot list still gives its body."""
+    try:
+        return parse_markup(value, where)
+    except BadRequestError as exc:
+        log.warning("chat hook markup not understood: the message goes without its choices", extra={"error": str(exc)})
+        listed = value.get("list_message") if isinstance(value, dict) else None
+        body = listed.get("body") if isinstance(listed, dict) else None
+        if isinstance(body, str) and body.strip():
+            return Markup(content_pb2.Choices(), list_body=body)
+        return None
+
+
 def parse_markup(value: object, where: str) -> Markup | None:
-    """`message.message.markup` → its choices; None when it is null, absent or offers nothing."""
-    if value is None:
+    """`message.message.markup` → its choices; None when it is null, absent or offers nothing (PHP writes an
+    empty map as `[]`, so an empty array, object or string is nothing too)."""
+    if value is None or value in ([], {}, ""):
         return None
     if not isinstance(value, dict):
         raise _bad(where, "an object or null", value)

@@ -229,10 +229,17 @@ class TemplateSubmission(Protocol):
     request of a chat template is submitted there."""
 
     async def submit_template(
-        self, http: httpx.AsyncClient, base_url: str, token: str, template: events_pb2.PlatformTemplate, fallback: str
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        token: str,
+        template: events_pb2.PlatformTemplate,
+        fallback: str,
+        resumed: bool = False,
     ) -> SubmittedTemplate:
         """Submit the template (named after `template.name`, else `fallback`); PermanentError with the
-        platform's reason when it refuses it at once."""
+        platform's reason when it refuses it at once. `resumed`: an earlier attempt may have reached the
+        platform, so a template it already has under that name is adopted."""
 
 
 @runtime_checkable

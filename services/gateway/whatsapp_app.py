@@ -77,8 +77,8 @@ class BusinessAccounts:
         now = asyncio.get_running_loop().time()
         age = None if self._read_at is None else now - self._read_at
         if age is None or age > DIRECTORY_TTL_S or (missing and age > DIRECTORY_REFRESH_MIN_S):
+            await self._read()  # raises when the router or auth cannot answer: then read again next time
             self._read_at = now
-            await self._read()
         return self._numbers
 
     async def numbers_of(self, waba_ids: set[str]) -> list[WhatsAppNumber]:
@@ -178,8 +178,13 @@ class WhatsAppAppWebhooks:
         adapter = adapter_named(PLATFORM)
         query = request.query_params
         matched = ""
+        try:
+            numbers = await self._accounts.all_numbers()
+        except BridgeError as exc:  # the router or auth not answering: Meta checks again later
+            self._webhooks.log_refusal("whatsapp app webhook check failed", exc)
+            return error_response(exc)
         # Every connection's token is compared (constant time each), whichever matches.
-        for number in await self._accounts.all_numbers():
+        for number in numbers:
             try:
                 token = await self._credentials.webhook_secret(number.connection_id, MESSENGER_WEBHOOK_SECRET)
                 answer = adapter.verify_handshake(query, token)

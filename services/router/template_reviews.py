@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.bus import Delivery, Publisher, Stream
 from libs.config import Settings
-from libs.db.schema import template_reviews
+from libs.db.schema import connections, template_reviews
 from libs.errors import PermanentError
 from libs.messengers.registry import TemplateSubmission, adapter_named
 from libs.rpc import call
@@ -100,6 +100,7 @@ class TemplateReviews:
                 .returning(template_reviews.c.id)
             )
             row_id = claimed.scalar_one_or_none()
+            resumed = row_id is None  # claimed before: that attempt may have reached the platform
             if row_id is None:
                 existing = await conn.execute(
                     select(template_reviews.c.id, template_reviews.c.status).where(
@@ -128,6 +129,7 @@ class TemplateReviews:
                 token,
                 command.template,
                 fallback,
+                resumed,
             )
         except PermanentError as exc:
             reason = _platform_reason(exc)
@@ -180,10 +182,14 @@ class TemplateReviews:
         keys = {t.external_id: t for t in templates}
         if not keys:
             return templates
+        # Only this account's reviews: two accounts may connect numbers of one business account, and each
+        # account's reviews are written (and marked written) in its own Kommo only.
+        of_this_account = select(connections.c.id).where(connections.c.scope_id == record.scope_id)
+        query = select(template_reviews).where(
+            template_reviews.c.external_key.in_(list(keys)), template_reviews.c.connection_id.in_(of_this_account)
+        )
         async with self._engine.connect() as conn:
-            rows = (
-                await conn.execute(select(template_reviews).where(template_reviews.c.external_key.in_(list(keys))))
-            ).all()
+            rows = (await conn.execute(query)).all()
         paired = {row.external_key for row in rows}
         for row in rows:
             template = keys[row.external_key]

@@ -4,6 +4,7 @@ and the client's choice going back to amojo as `message.callback_data`."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from kommo_bridge.events.v1 import content_pb2
 
 from libs.errors import BadRequestError
 from libs.kommo.hooks import parse_chat_hook
+from libs.kommo.markup import parse_markup
 from libs.kommo.payloads import content_to_message_body
 from libs.messengers.choices import choice_lines
 
@@ -129,9 +131,29 @@ def test_buttons_sent_with_a_file_follow_in_its_caption() -> None:
         ),
     ],
 )
-def test_malformed_markup_is_refused_naming_the_field(markup: Any, error: str) -> None:
+def test_malformed_markup_is_named_by_field_and_the_message_still_goes_as_its_text(
+    markup: Any, error: str, caplog: pytest.LogCaptureFixture
+) -> None:
     with pytest.raises(BadRequestError, match=error):
-        content_of({"text": "Pick", "markup": markup})
+        parse_markup(markup, "message.message.markup")
+    # Kommo never sends a hook again: a refusal would lose the manager's message, so only the choices go.
+    content = content_of({"text": "Pick", "markup": markup})
+    listed = markup.get("list_message") if isinstance(markup, dict) else None
+    body = listed["body"] if isinstance(listed, dict) else "Pick"  # a list's body is its message
+    assert content.text.body == body and not content.text.HasField("choices")
+    assert any(re.search(error, record.getMessage() + str(getattr(record, "error", ""))) for record in caplog.records)
+
+
+@pytest.mark.parametrize("markup", [[], {}, "", None])
+def test_empty_markup_as_php_writes_it_is_no_markup(markup: Any) -> None:
+    content = content_of({"text": "Hello", "markup": markup})
+    assert content.text.body == "Hello" and not content.text.HasField("choices")
+
+
+def test_a_malformed_list_still_gives_its_body_as_the_message() -> None:
+    broken = {"list_message": {"body": "Which day suits you?", "sections": "soon"}}
+    content = content_of({"text": "", "markup": broken})
+    assert content.text.body == "Which day suits you?" and not content.text.HasField("choices")
 
 
 def test_a_list_without_body_or_text_is_refused() -> None:

@@ -273,12 +273,21 @@ class WhatsAppAdapter:
         return [t for t in found if t is not None]
 
     async def submit_template(
-        self, http: httpx.AsyncClient, base_url: str, token: str, template: events_pb2.PlatformTemplate, fallback: str
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        token: str,
+        template: events_pb2.PlatformTemplate,
+        fallback: str,
+        resumed: bool = False,
     ) -> SubmittedTemplate:
-        """Kommo's chat template submitted for Meta's review (`POST /{waba-id}/message_templates`)."""
+        """Kommo's chat template submitted for Meta's review (`POST /{waba-id}/message_templates`). A resumed
+        submission (an earlier attempt may have reached Meta before its answer was lost) adopts the template
+        Meta already has under that name, rather than be refused as a name taken."""
         client = self._client(http, base_url, token)
         body, markers = submission(template, fallback)
-        created = await client.create_template(body)
+        existing = await client.template(body["name"], body["language"]) if resumed else None
+        created = existing or await client.create_template(body)
         status = REVIEW_STATUSES.get(str(created.get("status", "PENDING")).upper(), "review")
         key = TemplateKey(client.credentials.waba_id, body["name"], body["language"])
         return SubmittedTemplate(str(created.get("id", "")), key.external_id, status, markers)

@@ -64,8 +64,12 @@ class SendPacing:
         return Limit(key, self.rates.pair_per_second, burst=self.rates.pair_burst)
 
     async def before_send(self, phone_number_id: str, client: str) -> None:
-        """Wait until both the number and this client's pair may take one more message."""
-        await self._limiter.acquire([self.number_limit(phone_number_id), self.pair_limit(phone_number_id, client)])
+        """Wait until this client's pair, then the number, may take one more message. One after the other,
+        not as one reservation: a slot taken in both at once is the later of the two, and the number's next
+        slot would move with it, so a client past their burst (6 s apart) would hold up every other client
+        of the number on every replica. The number's slot is taken only once the message may go."""
+        await self._limiter.acquire([self.pair_limit(phone_number_id, client)])
+        await self._limiter.acquire([self.number_limit(phone_number_id)])
 
     async def refused(self, phone_number_id: str, client: str, error: RateLimitedError) -> None:
         """WhatsApp refused a message for a limit: no replica sends under that limit before its pause ends."""
