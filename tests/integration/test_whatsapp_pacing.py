@@ -42,10 +42,6 @@ META = Case(80.0, 1 / 6, 45, clients=8, per_client=30)
 TIGHT = Case(20.0, 5.0, 3, clients=3, per_client=15)
 
 
-PAIR_WAIT_STARTED_S = 0.2
-"""Long enough for a paced send to have taken its pair slot and begun waiting (the pair waits 2 s)."""
-
-
 @pytest.fixture
 async def world() -> AsyncIterator[World]:
     async with whatsapp_world() as world:
@@ -139,25 +135,3 @@ async def test_a_refusal_anyway_holds_back_only_the_limit_it_names(world: World,
     bodies = [m.body["text"]["body"] for m in world.wa.sent if m.phone_number_id == world.phone_number_id]
     assert bodies == ["one"]
     await engine.dispose()
-
-
-async def test_a_client_past_their_burst_holds_up_no_other_client_of_the_number(database_url: str) -> None:
-    """The pair's wait comes before the number's slot is taken: otherwise the number's next slot would move
-    to the waiting client's, and every other client of the number would wait with them."""
-    engine = create_engine(database_url)
-    pacing = SendPacing(SharedRateLimiter(engine), SendRates(per_number=100.0, pair_per_second=0.5, pair_burst=1))
-    finished: list[str] = []
-
-    async def send(client: str) -> None:
-        await pacing.before_send("pacing-fairness-number", client)
-        finished.append(client)
-
-    try:
-        await send("ann")  # Ann's burst (one message) is spent: her next waits about 2 s
-        ann_again = asyncio.create_task(send("ann"))
-        await asyncio.sleep(PAIR_WAIT_STARTED_S)  # Ann's second message is waiting for her pair
-        await send("bob")
-        await ann_again
-    finally:
-        await engine.dispose()
-    assert finished == ["ann", "bob", "ann"]

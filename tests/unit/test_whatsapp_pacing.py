@@ -42,11 +42,11 @@ def graph_refusal(code: int) -> RateLimitedError:
     return error
 
 
-async def test_a_message_waits_for_its_pair_with_its_burst_then_for_its_number() -> None:
+async def test_a_message_waits_for_its_number_and_its_pair_the_pair_with_its_burst() -> None:
     limiter = RecordingLimiter()
     pacing = SendPacing(limiter, SendRates(per_number=80, pair_per_second=1 / 6, pair_burst=45))
     await pacing.before_send(NUMBER, "34600111222")
-    [[pair], [number]] = limiter.acquired  # one after the other: a client's wait never moves the number's slot
+    [[number, pair]] = limiter.acquired  # one reservation: the message goes when both allow it
     assert (number.key, number.per_second, number.burst) == (f"whatsapp:number:{NUMBER}", 80, 1)
     assert (pair.key, pair.per_second, pair.burst) == (f"whatsapp:pair:{NUMBER}:34600111222", 1 / 6, 45)
 

@@ -64,12 +64,12 @@ class SendPacing:
         return Limit(key, self.rates.pair_per_second, burst=self.rates.pair_burst)
 
     async def before_send(self, phone_number_id: str, client: str) -> None:
-        """Wait until this client's pair, then the number, may take one more message. One after the other,
-        not as one reservation: a slot taken in both at once is the later of the two, and the number's next
-        slot would move with it, so a client past their burst (6 s apart) would hold up every other client
-        of the number on every replica. The number's slot is taken only once the message may go."""
-        await self._limiter.acquire([self.pair_limit(phone_number_id, client)])
-        await self._limiter.acquire([self.number_limit(phone_number_id)])
+        """Wait until both the number and this client's pair may take one more message: one reservation
+        of both, so the message goes at a moment both allow (taken one after the other, a long wait for
+        the second would make the first's slot stale, and a client's messages could bunch past its pair
+        limit). The price: a client past their burst moves the number's next slot to their own, so the
+        number's other clients wait with them (README, WhatsApp's sending limits)."""
+        await self._limiter.acquire([self.number_limit(phone_number_id), self.pair_limit(phone_number_id, client)])
 
     async def refused(self, phone_number_id: str, client: str, error: RateLimitedError) -> None:
         """WhatsApp refused a message for a limit: no replica sends under that limit before its pause ends."""

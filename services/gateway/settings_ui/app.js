@@ -1199,13 +1199,7 @@ function openTokenDialog(fixing) {
   const form = h(
     "form",
     { class: "modal-body", method: "dialog", novalidate: true },
-    h(
-      "div",
-      { class: "modal-head" },
-      platformLogo("telegram"),
-      h("h2", { class: "modal-title", id: ids.title, text: fixing ? t("fix.title", { name: fixing.name }) : t("add.title") }),
-      h("button", { class: "btn btn-ghost btn-icon", type: "button", "aria-label": t("add.close"), onclick: () => closeDialog(el, opener) }, icon("close")),
-    ),
+    dialogHead("telegram", ids.title, fixing ? t("fix.title", { name: fixing.name }) : t("add.title"), () => closeDialog(el, opener)),
     h("ol", { class: "steps", id: ids.text }, steps),
     h("div", { class: "field" }, h("label", { class: "label", for: ids.input, text: fixing ? t("fix.tokenLabel") : t("add.tokenLabel") }), input, hint),
     error,
@@ -1280,6 +1274,22 @@ function openTokenDialog(fixing) {
 
 // Connect a WhatsApp business number: its two ids, the access token and the Meta app secret, checked live
 // with WhatsApp (the token must reach this number of this business account).
+// A dialog's head: the platform's logo, the title the dialog is labelled by, and its close button.
+function dialogHead(platform, titleId, title, close) {
+  return h(
+    "div",
+    { class: "modal-head" },
+    platformLogo(platform),
+    h("h2", { class: "modal-title", id: titleId, text: title }),
+    h("button", { class: "btn btn-ghost btn-icon", type: "button", "aria-label": t("add.close"), onclick: close }, icon("close")),
+  );
+}
+
+// Numbered steps of a dialog (each a translated sentence); `id` describes the dialog.
+function stepList(id, keys) {
+  return h("ol", { class: "steps", id }, keys.map((key) => h("li", {}, h("span", { text: t(key) }))));
+}
+
 // A labelled input of a dialog, described by its hint and by the dialog's error line: ids, numbers and
 // secrets are typed as they are, never corrected or remembered by the browser.
 function dialogField(prefix, name, labelKey, hintKey, errorId, { secret = false, numeric = false, required = true } = {}) {
@@ -1334,20 +1344,8 @@ function openWhatsAppDialog() {
   const form = h(
     "form",
     { class: "modal-body", method: "dialog", novalidate: true },
-    h(
-      "div",
-      { class: "modal-head" },
-      platformLogo("whatsapp"),
-      h("h2", { class: "modal-title", id: ids.title, text: t("wa.title") }),
-      h("button", { class: "btn btn-ghost btn-icon", type: "button", "aria-label": t("add.close"), onclick: () => closeDialog(el, opener) }, icon("close")),
-    ),
-    h(
-      "ol",
-      { class: "steps", id: ids.text },
-      h("li", {}, h("span", { text: t("wa.step1") })),
-      h("li", {}, h("span", { text: t("wa.step2") })),
-      h("li", {}, h("span", { text: t("wa.step3") })),
-    ),
+    dialogHead("whatsapp", ids.title, t("wa.title"), () => closeDialog(el, opener)),
+    stepList(ids.text, ["wa.step1", "wa.step2", "wa.step3"]),
     ...Object.values(fields).map((f) => f.wrap),
     error,
     h("div", { class: "modal-foot" }, cancel, submit),
@@ -1408,20 +1406,8 @@ function openWhatsAppTokenDialog(channel) {
   const form = h(
     "form",
     { class: "modal-body", method: "dialog", novalidate: true },
-    h(
-      "div",
-      { class: "modal-head" },
-      platformLogo("whatsapp"),
-      h("h2", { class: "modal-title", id: ids.title, text: t("waFix.title", { name: channel.name }) }),
-      h("button", { class: "btn btn-ghost btn-icon", type: "button", "aria-label": t("add.close"), onclick: () => closeDialog(el, opener) }, icon("close")),
-    ),
-    h(
-      "ol",
-      { class: "steps", id: ids.text },
-      h("li", {}, h("span", { text: t("waFix.step1") })),
-      h("li", {}, h("span", { text: t("waFix.step2") })),
-      h("li", {}, h("span", { text: t("waFix.step3") })),
-    ),
+    dialogHead("whatsapp", ids.title, t("waFix.title", { name: channel.name }), () => closeDialog(el, opener)),
+    stepList(ids.text, ["waFix.step1", "waFix.step2", "waFix.step3"]),
     token.wrap,
     secret.wrap,
     error,
