@@ -123,6 +123,13 @@ class Window:
         )
         return timings
 
+    def dialog(self, what: str) -> WebElement:
+        """The open dialog, once it shows: while it fades in, WebDriver reads its text as empty."""
+        found: WebElement = self.until(
+            lambda: next((d for d in self.find_all("dialog[open]") if d.is_displayed() and d.text.strip()), None), what
+        )
+        return found
+
     def button(self, label: str, within: WebElement | None = None) -> WebElement:
         """The visible button (or link) whose text is `label`, once it shows: a dialog fades in, and until
         it has, WebDriver counts its buttons as not displayed."""
@@ -243,7 +250,7 @@ async def test_an_admin_adds_a_bot_and_tunes_how_its_chats_land(sandbox: Sandbox
             break
     assert window.driver.switch_to.active_element == add, "Tab never reached the Add button"
     add.send_keys(Keys.ENTER)
-    window.until(lambda: window.find_all("dialog[open]"), "the add dialog")
+    window.dialog("the add dialog")
     assert window.driver.switch_to.active_element.get_attribute("name") == "token"
     window.driver.switch_to.active_element.send_keys(Keys.ESCAPE)
     window.until(lambda: not window.find_all("dialog"), "the dialog closed")
@@ -324,7 +331,7 @@ async def test_an_admin_adds_a_bot_and_tunes_how_its_chats_land(sandbox: Sandbox
 
     # Remove the first channel, through an accessible confirmation (no window.confirm).
     window.find(".btn-danger-ghost", sandbox_card).click()
-    dialog = window.until(lambda: window.find_all("dialog[open]"), "the remove confirmation")[0]
+    dialog = window.dialog("the remove confirmation")
     assert dialog.get_attribute("role") == "alertdialog"
     # (textContent: the dialog may still be fading in, and WebDriver's .text skips what is not yet visible)
     focused = window.js("return document.activeElement.textContent")
@@ -419,7 +426,7 @@ async def test_an_admin_mends_a_revoked_token_and_pauses_a_channel(shared_sandbo
 
     # Fix bot token: another bot's token is refused with the reason; the bot's new one mends it.
     window.button("Fix bot token", window.find(".issues")).click()
-    dialog = window.until(lambda: window.find_all("dialog[open]"), "the token dialog")[0]
+    dialog = window.dialog("the token dialog")
     assert "New token for" in window.find(".modal-title", dialog).text
     field = window.find("input[name=token]", dialog)
     other = await sandbox.new_bot("someone_elses_bot")
@@ -440,9 +447,9 @@ async def test_an_admin_mends_a_revoked_token_and_pauses_a_channel(shared_sandbo
     # Pause: an explanation first (the safe choice focused), then the channel holds its clients' messages.
     shop = window.card(sandbox.channel.bot_username)
     window.find(".pause-toggle", shop).click()
-    dialog = window.until(lambda: window.find_all("dialog[open]"), "the pause confirmation")[0]
+    dialog = window.dialog("the pause confirmation")
     assert window.js("return document.activeElement.textContent") == "Keep running"
-    assert "Nothing is lost" in dialog.get_attribute("textContent")
+    assert "Nothing is lost" in (dialog.get_attribute("textContent") or "")
     window.shot("pause-channel", full_page=False)
     window.button("Pause channel", dialog).click()
     window.until(lambda: not window.find_all("dialog"), "the pause confirmation closed")
@@ -473,7 +480,7 @@ async def test_an_admin_connects_a_whatsapp_number(shared_sandbox: Sandbox, wind
     business = await new_business(shared_sandbox, "Window Shop WA", "15550002222")
     window.open(await window_url(shared_sandbox))
     window.button("Add WhatsApp number").click()
-    dialog = window.until(lambda: window.find_all("dialog[open]"), "the WhatsApp dialog")[0]
+    dialog = window.dialog("the WhatsApp dialog")
     assert window.find(".modal-title", dialog).text == "Connect a WhatsApp number"
     values = {
         "phone_number_id": business.phone_number_id,
@@ -519,7 +526,7 @@ async def test_an_admin_mends_a_whatsapp_numbers_revoked_access_token(shared_san
     window.until(lambda: window.find(".badge", card).text == "Token rejected", "the rejected token shown")
     assert "WhatsApp refuses the access token" in window.text(".issues")
     window.button("Fix access token", window.find(".issues")).click()
-    dialog = window.until(lambda: window.find_all("dialog[open]"), "the WhatsApp token dialog")[0]
+    dialog = window.dialog("the WhatsApp token dialog")
     assert window.find(".modal-title", dialog).text.startswith("New access token for Window Fix WA")
     assert window.find("input[name=app_secret]", dialog).get_attribute("required") is None  # optional
 
