@@ -1207,11 +1207,7 @@ function openTokenDialog(fixing) {
   );
   const el = dialog(ids.title, ids.text, form);
 
-  cancel.addEventListener("click", () => closeDialog(el, opener));
-  el.addEventListener("cancel", (event) => {
-    event.preventDefault();
-    closeDialog(el, opener);
-  });
+  closesWith(el, cancel, opener);
   input.addEventListener("input", () => {
     clearError();
     const value = input.value.trim();
@@ -1285,6 +1281,15 @@ function dialogHead(platform, titleId, title, close) {
   );
 }
 
+// The dialog closes by its Cancel button and by Escape, and gives the focus back to what opened it.
+function closesWith(el, cancel, opener) {
+  cancel.addEventListener("click", () => closeDialog(el, opener));
+  el.addEventListener("cancel", (event) => {
+    event.preventDefault();
+    closeDialog(el, opener);
+  });
+}
+
 // Numbered steps of a dialog (each a translated sentence); `id` describes the dialog.
 function stepList(id, keys) {
   return h("ol", { class: "steps", id }, keys.map((key) => h("li", {}, h("span", { text: t(key) }))));
@@ -1351,11 +1356,7 @@ function openWhatsAppDialog() {
     h("div", { class: "modal-foot" }, cancel, submit),
   );
   const el = dialog(ids.title, ids.text, form);
-  cancel.addEventListener("click", () => closeDialog(el, opener));
-  el.addEventListener("cancel", (event) => {
-    event.preventDefault();
-    closeDialog(el, opener);
-  });
+  closesWith(el, cancel, opener);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     error.hidden = true;
@@ -1414,11 +1415,7 @@ function openWhatsAppTokenDialog(channel) {
     h("div", { class: "modal-foot" }, cancel, submit),
   );
   const el = dialog(ids.title, ids.text, form);
-  cancel.addEventListener("click", () => closeDialog(el, opener));
-  el.addEventListener("cancel", (event) => {
-    event.preventDefault();
-    closeDialog(el, opener);
-  });
+  closesWith(el, cancel, opener);
   token.input.addEventListener("input", () => {
     error.hidden = true;
     token.input.removeAttribute("aria-invalid");
